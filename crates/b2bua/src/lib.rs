@@ -1,1 +1,106 @@
-//! placeholder
+//! The callvault back-to-back user agent.
+//!
+//! One socket faces the practice PBX and one faces the trunk provider. Every call is two
+//! dialogs, one per side, joined by a [`call`] that maps Call-IDs, tags and CSeqs between
+//! them and rewrites Via, Contact, Record-Route and SDP so that each side sees only
+//! callvault.
+
+mod call;
+mod config;
+mod core;
+mod dispatch;
+mod hook;
+mod registrar;
+mod relay;
+mod rewrite;
+mod transport;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use callvault_media::{MediaEngine, RelayConfig, Side};
+use callvault_sip::transaction::TimerConfig;
+use tokio::sync::mpsc;
+use tracing::info;
+
+pub use config::{B2buaConfig, SideConfig, Transport};
+pub use hook::{CallDirection, CallHook, CallInfo, EndReason, MediaUpdate, NoRecording};
+pub use transport::TransportStats;
+
+use crate::core::Sides;
+use crate::rewrite::LocalAddress;
+use crate::transport::UdpTransport;
+
+/// Why the B2BUA could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum B2buaError {
+    #[error("invalid media configuration")]
+    Media(#[source] callvault_media::MediaError),
+    #[error("cannot bind the {side} SIP socket on {address}")]
+    Bind {
+        side: &'static str,
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the B2BUA until `shutdown` resolves, then ends every call.
+pub async fn serve(
+    config: B2buaConfig,
+    hook: Arc<dyn CallHook>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), B2buaError> {
+    let (core, inbound) = start(config, hook).await?;
+    core.run(inbound, shutdown).await;
+    Ok(())
+}
+
+/// Binds both sides and starts their receive loops.
+async fn start(
+    config: B2buaConfig,
+    hook: Arc<dyn CallHook>,
+) -> Result<(core::Core, mpsc::Receiver<transport::Inbound>), B2buaError> {
+    let media = MediaEngine::new(RelayConfig {
+        port_min: config.media_port_min,
+        port_max: config.media_port_max,
+        rtp_timeout: config.rtp_timeout,
+    })
+    .map_err(B2buaError::Media)?;
+    let pbx = UdpTransport::bind(Side::Pbx, config.pbx.listen).await?;
+    let trunk = UdpTransport::bind(Side::Trunk, config.trunk.listen).await?;
+    let local = Sides {
+        pbx: local_address(&config.pbx, &pbx),
+        trunk: local_address(&config.trunk, &trunk),
+    };
+    let (events, inbound) = mpsc::channel(1024);
+    let stats = Arc::new(TransportStats::default());
+    tokio::spawn(pbx.clone().receive_loop(config.pbx.peer, events.clone(), stats.clone()));
+    tokio::spawn(trunk.clone().receive_loop(config.trunk.peer, events, stats));
+    info!(pbx = %local.pbx.address, trunk = %local.trunk.address, "sip listening");
+    let core = core::Core {
+        local,
+        peer: Sides { pbx: config.pbx.peer, trunk: config.trunk.peer },
+        transports: Sides { pbx, trunk },
+        media,
+        media_ips: Sides { pbx: config.pbx.listen.ip(), trunk: config.trunk.listen.ip() },
+        hook,
+        timers: TimerConfig { t1: config.t1, ..TimerConfig::default() },
+        rtp_timeout: config.rtp_timeout,
+        registrar: registrar::Registrar::load(&config.state_dir),
+        servers: HashMap::new(),
+        clients: HashMap::new(),
+        calls: HashMap::new(),
+        call_index: HashMap::new(),
+        next_call: 1,
+    };
+    Ok((core, inbound))
+}
+
+/// The address a side sees: the advertised IP (or the listen IP) and the bound port.
+fn local_address(side: &SideConfig, transport: &UdpTransport) -> LocalAddress {
+    let port = transport.local_addr().map_or(side.listen.port(), |a| a.port());
+    let ip = side.advertise.unwrap_or(side.listen.ip());
+    LocalAddress { address: SocketAddr::new(ip, port), transport: side.transport }
+}

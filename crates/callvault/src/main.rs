@@ -1,1 +1,52 @@
-fn main() {}
+//! callvault: a call-recording SIP B2BUA for medical practices.
+//!
+//! This file only parses the command line, sets up logging and hands over
+//! to the command; the daemon itself lives in `run`.
+
+mod cli;
+mod config;
+mod logging;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+use crate::config::Source;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run => {
+            let source = Source::choose(cli.config);
+            let config = source.load()?;
+            logging::init(&config.log)?;
+            run::run(config, &source)
+        }
+        Command::CheckConfig { file } => check_config(&Source::choose(file.or(cli.config))),
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
+fn check_config(source: &Source) -> anyhow::Result<()> {
+    source.load()?;
+    println!("{source}: ok");
+    Ok(())
+}
+
+/// Prints a fatal error as one line: the context chain, no backtrace.
+#[expect(clippy::print_stderr, reason = "the logger may not be running yet")]
+fn report(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
+}

@@ -4,13 +4,22 @@
 //! module here owns a socket or reads a clock, so every state machine can be driven by a
 //! test with simulated time.
 
+pub mod dialog;
+pub mod framing;
 pub mod header;
 pub mod message;
 mod parse;
+pub mod sdp;
+pub mod transaction;
+pub mod uri;
+pub mod validate;
 
+pub use framing::{FramingError, StreamEvent, StreamFramer};
 pub use header::{CSeq, NameAddr, Param, Params, Via};
 pub use message::{Header, Headers, Message, Method, Request, Response};
 pub use parse::parse;
+pub use uri::{user_or_number, SipUri, TelUri, Uri};
+pub use validate::{receive, validate_request, Disposition, Rejection};
 
 /// Why a message could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,4 +48,10 @@ pub enum ParseError {
     InvalidNameAddr,
     #[error("Content-Length {declared} exceeds the {received} body bytes received")]
     BodyTooShort { declared: usize, received: usize },
+    #[error("more than one {0} header")]
+    DuplicateHeader(&'static str),
+    #[error("invalid Request-URI")]
+    InvalidRequestUri,
+    #[error("invalid URI")]
+    InvalidUri,
 }

@@ -9,6 +9,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::header::{CSeq, NameAddr, Via};
+use crate::uri::Uri;
 use crate::ParseError;
 
 /// A SIP request method (RFC 3261 §7.1), including extension methods.
@@ -75,6 +76,15 @@ impl Method {
             Self::Message => "MESSAGE",
             Self::Publish => "PUBLISH",
             Self::Extension(token) => token,
+        }
+    }
+
+    /// rsip's method, for code that works with rsip types; `None` for extensions.
+    pub fn to_rsip(&self) -> Option<rsip::Method> {
+        match self {
+            Self::Extension(_) => None,
+            // rsip compares case-insensitively; our token is already one of its names.
+            known => known.as_str().parse().ok(),
         }
     }
 }
@@ -184,6 +194,19 @@ impl Headers {
         Some(self.0.remove(at).value)
     }
 
+    /// How many values of `name` there are.
+    pub fn count(&self, name: &str) -> usize {
+        self.get_all(name).count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
         self.0.iter()
     }
@@ -192,11 +215,16 @@ impl Headers {
         self.0.iter_mut()
     }
 
-    /// `Call-ID`.
+    /// `Call-ID`: one word, non-empty (RFC 3261 §25.1 `callid`).
     pub fn call_id(&self) -> Result<&str, ParseError> {
-        self.get("Call-ID")
+        let call_id = self
+            .get("Call-ID")
             .map(str::trim)
-            .ok_or(ParseError::MissingHeader("Call-ID"))
+            .ok_or(ParseError::MissingHeader("Call-ID"))?;
+        match call_id.is_empty() || call_id.contains(char::is_whitespace) {
+            true => Err(ParseError::InvalidHeader("Call-ID")),
+            false => Ok(call_id),
+        }
     }
 
     /// `CSeq`.
@@ -219,15 +247,19 @@ impl Headers {
         NameAddr::parse(self.get("To").ok_or(ParseError::MissingHeader("To"))?)
     }
 
-    /// `Max-Forwards`, if present.
+    /// `Max-Forwards`, if present; values above 255 are invalid (RFC 3261 §20.22).
     pub fn max_forwards(&self) -> Result<Option<u32>, ParseError> {
-        self.get("Max-Forwards")
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .map_err(|_| ParseError::InvalidHeader("Max-Forwards"))
-            })
-            .transpose()
+        let Some(value) = self.get("Max-Forwards").map(str::trim) else {
+            return Ok(None);
+        };
+        let invalid = ParseError::InvalidHeader("Max-Forwards");
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid);
+        }
+        match value.parse::<u32>() {
+            Ok(hops) if hops <= 255 => Ok(Some(hops)),
+            _ => Err(invalid),
+        }
     }
 }
 
@@ -289,6 +321,11 @@ impl Message {
 }
 
 impl Request {
+    /// The Request-URI, typed.
+    pub fn request_uri(&self) -> Result<Uri, ParseError> {
+        Uri::parse(&self.uri).map_err(|_| ParseError::InvalidRequestUri)
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let start = format!("{} {} SIP/2.0\r\n", self.method, self.uri);
         serialise(start, &self.headers, &self.body)
@@ -299,8 +336,13 @@ impl Response {
     /// Builds a response to `request` as RFC 3261 §8.2.6 asks: Via, From, To, Call-ID and
     /// CSeq copied; the caller adds a To tag where one is needed.
     pub fn for_request(request: &Request, status: u16, reason: &str) -> Self {
+        Self::answering(&request.headers, status, reason)
+    }
+
+    /// A response carrying the request headers that identify its transaction.
+    pub(crate) fn answering(request_headers: &Headers, status: u16, reason: &str) -> Self {
         let mut headers = Headers::new();
-        for h in request.headers.iter() {
+        for h in request_headers.iter() {
             if ["Via", "From", "To", "Call-ID", "CSeq"]
                 .iter()
                 .any(|n| h.name.eq_ignore_ascii_case(n))
@@ -322,20 +364,38 @@ impl Response {
     }
 }
 
+/// Writes the message; `Content-Length` keeps its place with the body's real length.
 fn serialise(start: String, headers: &Headers, body: &[u8]) -> Vec<u8> {
-    let mut out = start.into_bytes();
-    for h in headers
+    let head_len: usize = headers
         .iter()
-        .filter(|h| !h.name.eq_ignore_ascii_case("Content-Length"))
-    {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(start.len() + head_len + body.len() + 24);
+    out.extend_from_slice(start.as_bytes());
+    let length = body.len().to_string();
+    let mut length_written = false;
+    for h in headers.iter() {
+        let value = match h.name.eq_ignore_ascii_case("Content-Length") {
+            true if length_written => continue,
+            true => length.as_str(),
+            false => h.value.as_str(),
+        };
+        length_written |= h.name.eq_ignore_ascii_case("Content-Length");
+        write_header(&mut out, &h.name, value);
     }
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    if !length_written {
+        write_header(&mut out, "Content-Length", &length);
+    }
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
+}
+
+fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 impl From<Request> for Message {
@@ -347,5 +407,80 @@ impl From<Request> for Message {
 impl From<Response> for Message {
     fn from(r: Response) -> Self {
         Self::Response(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)], body: &'static [u8]) -> Request {
+        let mut request = Request {
+            method: Method::Invite,
+            uri: "sip:205@pbx".into(),
+            headers: Headers::new(),
+            body: Bytes::from_static(body),
+        };
+        for (name, value) in headers {
+            request.headers.push(*name, *value);
+        }
+        request
+    }
+
+    #[test]
+    fn content_length_keeps_its_place_with_the_real_length() {
+        let req = request(
+            &[("Via", "v"), ("Content-Length", "99"), ("To", "t")],
+            b"abc",
+        );
+        let text = String::from_utf8(req.to_bytes()).unwrap();
+        assert_eq!(
+            text,
+            "INVITE sip:205@pbx SIP/2.0\r\nVia: v\r\nContent-Length: 3\r\nTo: t\r\n\r\nabc"
+        );
+    }
+
+    #[test]
+    fn content_length_is_added_once_when_missing_or_repeated() {
+        let missing = String::from_utf8(request(&[("To", "t")], b"").to_bytes()).unwrap();
+        assert!(missing.ends_with("To: t\r\nContent-Length: 0\r\n\r\n"));
+        let twice = request(&[("Content-Length", "1"), ("Content-Length", "2")], b"");
+        let text = String::from_utf8(twice.to_bytes()).unwrap();
+        assert_eq!(text.matches("Content-Length").count(), 1);
+    }
+
+    #[test]
+    fn response_for_request_copies_the_transaction_headers() {
+        let req = request(
+            &[
+                ("Via", "a"),
+                ("Via", "b"),
+                ("From", "f"),
+                ("To", "t"),
+                ("Call-ID", "c"),
+                ("CSeq", "1 INVITE"),
+                ("Contact", "<sip:x@y>"),
+            ],
+            b"",
+        );
+        let response = Response::for_request(&req, 486, "Busy Here");
+        let names: Vec<_> = response.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["Via", "Via", "From", "To", "Call-ID", "CSeq"]);
+    }
+
+    #[test]
+    fn call_id_and_max_forwards_are_checked() {
+        let bad = request(&[("Call-ID", "a b"), ("Max-Forwards", "256")], b"");
+        assert!(bad.headers.call_id().is_err());
+        assert!(bad.headers.max_forwards().is_err());
+        let good = request(&[("Call-ID", "a@b"), ("Max-Forwards", "0070")], b"");
+        assert_eq!(good.headers.call_id(), Ok("a@b"));
+        assert_eq!(good.headers.max_forwards(), Ok(Some(70)));
+    }
+
+    #[test]
+    fn known_methods_map_to_rsip() {
+        assert_eq!(Method::Prack.to_rsip(), Some(rsip::Method::PRack));
+        assert_eq!(Method::parse("invite").unwrap().to_rsip(), None);
     }
 }

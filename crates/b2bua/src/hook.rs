@@ -1,0 +1,85 @@
+//! The per-call hook through which the recorder learns of calls and taps their media.
+//!
+//! The B2BUA calls the hook from its event loop, so an implementation must return at
+//! once: it may start a task, never wait for one. Whatever the hook does, the call goes
+//! on; a hook cannot fail a call.
+
+use std::time::SystemTime;
+
+use callvault_media::{Side, Tap};
+use callvault_sip::sdp::MediaDescription;
+
+/// Which way a call goes, seen from the practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallDirection {
+    /// From the trunk to the PBX.
+    Inbound,
+    /// From the PBX to the trunk.
+    Outbound,
+}
+
+/// What the B2BUA knows about a call, for the recorder and the recording policy.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    /// callvault's own id for the call, used in logs and file names.
+    pub id: u64,
+    pub direction: CallDirection,
+    /// The user part or telephone number of From, as the caller's side sent it.
+    pub caller: String,
+    /// The user part of the Request-URI (the dialled number or extension).
+    pub callee: String,
+    /// Every header of the initial INVITE as received from the caller's side, so that
+    /// policy can read P-Asserted-Identity or a PBX's own header.
+    pub invite_headers: callvault_sip::Headers,
+    pub started: SystemTime,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// A BYE from this side.
+    Bye(Side),
+    /// The caller cancelled before answer.
+    Cancelled,
+    /// The call was rejected or failed before answer, with this status.
+    Failed(u16),
+    /// No RTP either way for the configured time.
+    MediaTimeout,
+    /// A transaction on this call timed out (no answer from a peer).
+    TransactionTimeout,
+    /// The daemon shut down.
+    Shutdown,
+}
+
+/// The negotiated media of one side, whenever it changes (answer, re-INVITE, UPDATE).
+#[derive(Debug, Clone)]
+pub struct MediaUpdate {
+    pub side: Side,
+    pub streams: Vec<MediaDescription>,
+}
+
+/// What the recorder implements.
+pub trait CallHook: Send + Sync + 'static {
+    /// A call was answered. A returned tap receives a copy of every packet from now on.
+    fn on_answer(&self, call: &CallInfo) -> Option<Tap>;
+
+    /// One side's SDP was accepted; codecs and directions may have changed.
+    fn on_media(&self, call: &CallInfo, update: &MediaUpdate) {
+        let _ = (call, update);
+    }
+
+    /// The call is over; its media is released after this returns.
+    fn on_end(&self, call: &CallInfo, reason: EndReason);
+}
+
+/// The hook of a B2BUA that records nothing.
+#[derive(Debug, Default)]
+pub struct NoRecording;
+
+impl CallHook for NoRecording {
+    fn on_answer(&self, _call: &CallInfo) -> Option<Tap> {
+        None
+    }
+
+    fn on_end(&self, _call: &CallInfo, _reason: EndReason) {}
+}

@@ -1,0 +1,48 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// callvault: records a practice's calls between its PBX and its SIP trunk.
+#[derive(Debug, Parser)]
+#[command(name = "callvault", version, about)]
+pub(crate) struct Cli {
+    /// Configuration file [default: /etc/callvault/callvault.toml if it exists, else the
+    /// embedded default, which listens on loopback only]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Runs the daemon until SIGTERM or SIGINT.
+    Run,
+    /// Checks a configuration file and prints `FILE: ok`, or the key at fault.
+    CheckConfig {
+        /// The file to check [default: the one --config would choose]
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_is_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["callvault", "run", "--config", "a.toml"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("a.toml")));
+        assert!(matches!(cli.command, Command::Run));
+    }
+}

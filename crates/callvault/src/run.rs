@@ -1,0 +1,246 @@
+//! The daemon: wiring the configuration into the B2BUA, and signals.
+//!
+//! Signals are handled here and nowhere else. SIGTERM or SIGINT asks the
+//! B2BUA to shut down; a second one ends the process at once. SIGHUP will
+//! reload the policy lists; until that is built it is only logged.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use callvault_b2bua::{B2buaConfig, NoRecording, SideConfig};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::config::{self, Config, Source};
+
+/// How long a peer's host name may take to resolve at start-up.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the daemon until a stop signal, on its own runtime.
+pub(crate) fn run(config: Config, source: &Source) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("callvault")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, source))
+}
+
+async fn serve(config: Config, source: &Source) -> anyhow::Result<()> {
+    info!(config = %source, version = env!("CARGO_PKG_VERSION"), "callvault starting");
+    let b2bua = b2bua_config(&config).await?;
+    tokio::fs::create_dir_all(&b2bua.state_dir)
+        .await
+        .with_context(|| format!("cannot create {}", b2bua.state_dir.display()))?;
+
+    // Handlers are installed before "started" is logged, so that a stop
+    // signal sent as soon as the line appears is never fatal.
+    let signals = Signals::install().context("cannot install signal handlers")?;
+    let (stop, stopped) = oneshot::channel();
+    let signal_task = tokio::spawn(signals.handle(stop));
+
+    log_started(&b2bua);
+    // Recording comes with the recorder crate; until then calls are only relayed.
+    let outcome = callvault_b2bua::serve(b2bua, Arc::new(NoRecording), async {
+        // An error means the signal task is gone; stopping is then right too.
+        let _ = stopped.await;
+    })
+    .await;
+    signal_task.abort();
+
+    outcome.context("the B2BUA stopped on an error")?;
+    info!("callvault stopped");
+    Ok(())
+}
+
+fn log_started(b2bua: &B2buaConfig) {
+    info!(
+        pbx.listen = %b2bua.pbx.listen,
+        pbx.peer = %b2bua.pbx.peer,
+        trunk.listen = %b2bua.trunk.listen,
+        trunk.peer = %b2bua.trunk.peer,
+        media.ports = %format_args!("{}-{}", b2bua.media_port_min, b2bua.media_port_max),
+        "callvault started"
+    );
+}
+
+/// Builds what the B2BUA needs, resolving both peers.
+async fn b2bua_config(config: &Config) -> anyhow::Result<B2buaConfig> {
+    let pbx = side_config("pbx", &config.pbx).await?;
+    let trunk = side_config("trunk", &config.trunk).await?;
+    Ok(assemble(config, pbx, trunk))
+}
+
+/// The parts of the B2BUA's configuration that need no network.
+fn assemble(config: &Config, pbx: SideConfig, trunk: SideConfig) -> B2buaConfig {
+    B2buaConfig {
+        pbx,
+        trunk,
+        media_port_min: config.media.port_min,
+        media_port_max: config.media.port_max,
+        rtp_timeout: Duration::from_secs(config.media.rtp_timeout_seconds),
+        tap_capacity: config.media.tap_queue_packets,
+        state_dir: config.storage.data_dir.join("state"),
+        t1: Duration::from_millis(config.sip.t1_ms),
+        session_expires: Duration::from_secs(config.sip.session_expires_seconds),
+    }
+}
+
+async fn side_config(name: &str, side: &config::Side) -> anyhow::Result<SideConfig> {
+    let peer = resolve_peer(name, side).await?;
+    let advertise = match side.advertise {
+        Some(address) => Some(address),
+        None if side.listen.ip().is_unspecified() => Some(route_source(name, peer).await?),
+        None => None,
+    };
+    let transport = match side.transport {
+        config::Transport::Udp => callvault_b2bua::Transport::Udp,
+        config::Transport::Tcp => callvault_b2bua::Transport::Tcp,
+    };
+    Ok(SideConfig {
+        listen: side.listen,
+        peer,
+        advertise,
+        transport,
+    })
+}
+
+/// Resolves a peer once, to an address of the listen socket's IP version.
+///
+/// The address is fixed until restart: a provider that moves its SIP
+/// servers to new addresses needs callvault restarted to follow.
+async fn resolve_peer(name: &str, side: &config::Side) -> anyhow::Result<SocketAddr> {
+    let peer = &side.peer;
+    let lookup = tokio::net::lookup_host((peer.host.as_str(), peer.port));
+    let addresses = tokio::time::timeout(RESOLVE_TIMEOUT, lookup)
+        .await
+        .with_context(|| format!("{name}.peer: resolving {peer} timed out"))?
+        .with_context(|| format!("{name}.peer: cannot resolve {peer}"))?;
+
+    let wanted_ipv4 = side.listen.is_ipv4();
+    let mut addresses = addresses.filter(|address| address.is_ipv4() == wanted_ipv4);
+    match addresses.next() {
+        Some(address) => Ok(address),
+        None => {
+            let version = if wanted_ipv4 { "IPv4" } else { "IPv6" };
+            bail!("{name}.peer: {peer} has no {version} address, the version of {name}.listen")
+        }
+    }
+}
+
+/// The local address the system would use to reach `peer`.
+///
+/// A listen address of 0.0.0.0 cannot be put in SIP or SDP, so without an
+/// `advertise` key the address routed towards the peer is used. Connecting
+/// a UDP socket only consults the routing table; it sends nothing.
+async fn route_source(name: &str, peer: SocketAddr) -> anyhow::Result<IpAddr> {
+    let unspecified: SocketAddr = if peer.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = async {
+        let socket = tokio::net::UdpSocket::bind(unspecified).await?;
+        socket.connect(peer).await?;
+        socket.local_addr()
+    };
+    let address = probe
+        .await
+        .with_context(|| format!("{name}.advertise: not set, and no route to {peer} to pick one"))?
+        .ip();
+    info!(side = name, advertise = %address, "advertising the address routed to the peer");
+    Ok(address)
+}
+
+/// The process's stop and reload signals.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Turns the first stop signal into `stop`; a second one exits.
+    async fn handle(mut self, stop: oneshot::Sender<()>) {
+        let mut stop = Some(stop);
+        loop {
+            let name = tokio::select! {
+                _ = self.terminate.recv() => "SIGTERM",
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.hangup.recv() => {
+                    info!(signal = "SIGHUP", "reload requested; reloading is not built yet");
+                    continue;
+                }
+            };
+            match stop.take() {
+                Some(sender) => {
+                    info!(signal = name, "shutdown requested");
+                    let _ = sender.send(());
+                }
+                None => {
+                    warn!(signal = name, "second stop signal: exiting without a clean shutdown");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn loopback_config() -> Config {
+        config::parse(config::EMBEDDED_DEFAULT).unwrap()
+    }
+
+    #[tokio::test]
+    async fn assembled_config_carries_units_and_state_dir() {
+        let config = loopback_config();
+        let b2bua = b2bua_config(&config).await.unwrap();
+        assert_eq!(b2bua.state_dir, Path::new("./callvault-data/state"));
+        assert_eq!(b2bua.t1, Duration::from_millis(500));
+        assert_eq!(b2bua.session_expires, Duration::from_secs(1800));
+        assert_eq!(b2bua.rtp_timeout, Duration::from_secs(60));
+        assert_eq!(b2bua.tap_capacity, 512);
+        assert_eq!((b2bua.media_port_min, b2bua.media_port_max), (40000, 40999));
+        assert_eq!(b2bua.trunk.peer, "127.0.0.1:5080".parse().unwrap());
+        assert_eq!(b2bua.pbx.advertise, None);
+    }
+
+    #[tokio::test]
+    async fn host_name_peer_resolves_to_listen_ip_version() {
+        let mut config = loopback_config();
+        config.trunk.peer = config::HostPort::try_from("localhost:5080".to_owned()).unwrap();
+        let trunk = side_config("trunk", &config.trunk).await.unwrap();
+        assert_eq!(trunk.peer, "127.0.0.1:5080".parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn peer_of_other_ip_version_is_refused_with_key() {
+        let mut config = loopback_config();
+        config.pbx.peer = config::HostPort::try_from("[::1]:5070".to_owned()).unwrap();
+        let error = side_config("pbx", &config.pbx).await.unwrap_err();
+        assert!(format!("{error:#}").starts_with("pbx.peer: [::1]:5070 has no IPv4"), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn wildcard_listen_advertises_routed_address() {
+        let mut config = loopback_config();
+        config.pbx.listen = "0.0.0.0:5060".parse().unwrap();
+        let pbx = side_config("pbx", &config.pbx).await.unwrap();
+        assert_eq!(pbx.advertise, Some(IpAddr::from([127, 0, 0, 1])));
+    }
+}
