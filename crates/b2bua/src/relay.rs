@@ -194,7 +194,7 @@ impl Core {
             call.acks_sent.retain(|(seq, _)| *seq != map.to_cseq);
             call.acks_sent.push((map.to_cseq, out));
         }
-        self.send(out_side, self.peer[out_side], &message).await;
+        self.send(out_side, self.peer[out_side], &message);
     }
 
     /// A 2xx to an INVITE arrived again: the ACK was lost, so send it again.
@@ -206,7 +206,7 @@ impl Core {
             call.acks_sent.iter().find(|(seq, _)| *seq == cseq.seq).map(|(_, ack)| ack.clone())
         });
         if let Some(ack) = ack {
-            self.send(side, self.peer[side], &ack.into()).await;
+            self.send(side, self.peer[side], &ack.into());
         }
     }
 
@@ -360,7 +360,7 @@ impl Core {
                 ack.headers.push_front("Via", self.local[side].via().0);
                 call.acks_sent.push((cseq, ack.clone()));
                 call.phase = Phase::Answered;
-                self.send(side, self.peer[side], &ack.into()).await;
+                self.send(side, self.peer[side], &ack.into());
                 self.send_bye(id, side).await;
             }
         }
@@ -481,7 +481,7 @@ impl Core {
         }
         for (side, response) in resend {
             let to = self.servers_source(side);
-            self.send(side, to, &response.into()).await;
+            self.send(side, to, &response.into());
         }
         if gave_up {
             debug!(call = id, "no ACK for a 2xx; hanging up");

@@ -1,22 +1,33 @@
-//! SIP over UDP: one socket per side, and the filter that admits only that side's peer.
+//! SIP transports: UDP or TCP on each side, and the filter that admits only that side's
+//! peer.
 //!
-//! Each socket's receive loop parses datagrams and hands them to the core as events.
-//! Sending never waits on the core: `send` is a plain `send_to` on a shared socket.
+//! Receive loops parse and check what arrives (`callvault_sip::validate`), answer what
+//! RFC 3261 says to refuse, and hand the rest to the core as events. Sending never waits
+//! on the network: UDP is a plain `send_to`, and TCP hands the bytes to the connection's
+//! writer task, opening the connection first if there is none.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use callvault_media::Side;
-use callvault_sip::{Message, ParseError};
-use tokio::net::UdpSocket;
+use callvault_sip::validate::{receive, Disposition};
+use callvault_sip::{Message, StreamEvent, StreamFramer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
+use crate::config::{SideConfig, Transport};
 use crate::B2buaError;
 
 /// The largest datagram callvault reads; bigger ones are truncated and fail to parse.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Messages queued for one TCP connection before further ones are dropped.
+const CONNECTION_QUEUE: usize = 256;
 
 /// A SIP message as it arrived, with where it came from.
 #[derive(Debug)]
@@ -29,99 +40,249 @@ pub(crate) struct Inbound {
 /// Counts of what the transports threw away.
 #[derive(Debug, Default)]
 pub struct TransportStats {
-    /// Datagrams from an address that is neither the PBX nor the trunk.
+    /// Datagrams or connections from an address that is neither the PBX nor the trunk.
     pub strangers: AtomicU64,
-    /// Datagrams from a peer that did not parse as SIP.
+    /// Messages from a peer that were malformed (answered with 400 where possible).
     pub malformed: AtomicU64,
 }
 
-/// One side's UDP socket.
+/// One side's SIP socket.
 #[derive(Debug, Clone)]
-pub(crate) struct UdpTransport {
-    side: Side,
-    socket: Arc<UdpSocket>,
+pub(crate) enum SideTransport {
+    Udp(Arc<UdpSocket>),
+    Tcp(Arc<TcpConnections>),
 }
 
-impl UdpTransport {
-    pub(crate) async fn bind(side: Side, listen: SocketAddr) -> Result<Self, B2buaError> {
-        let socket = UdpSocket::bind(listen).await.map_err(|source| B2buaError::Bind {
-            side: side_name(side),
-            address: listen,
-            source,
-        })?;
-        Ok(Self { side, socket: Arc::new(socket) })
-    }
+/// The open TCP connections of one side, by remote address, with their writer queues.
+#[derive(Debug)]
+pub(crate) struct TcpConnections {
+    writers: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    receiver: Receiver,
+}
 
-    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+/// What a receive loop needs besides its socket.
+#[derive(Debug, Clone)]
+pub(crate) struct Receiver {
+    pub side: Side,
+    pub peer: SocketAddr,
+    pub events: mpsc::Sender<Inbound>,
+    pub stats: Arc<TransportStats>,
+}
+
+impl SideTransport {
+    /// Binds a side and starts its receive loop.
+    pub(crate) async fn start(
+        config: &SideConfig,
+        receiver: Receiver,
+    ) -> Result<(Self, SocketAddr), B2buaError> {
+        let side = receiver.side;
+        let bind_error =
+            |source| B2buaError::Bind { side: side.as_str(), address: config.listen, source };
+        match config.transport {
+            Transport::Udp => {
+                let socket = Arc::new(UdpSocket::bind(config.listen).await.map_err(bind_error)?);
+                let local = socket.local_addr().map_err(bind_error)?;
+                tokio::spawn(udp_receive_loop(socket.clone(), receiver));
+                Ok((Self::Udp(socket), local))
+            }
+            Transport::Tcp => {
+                let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+                let local = listener.local_addr().map_err(bind_error)?;
+                let connections =
+                    Arc::new(TcpConnections { writers: Mutex::default(), receiver });
+                tokio::spawn(tcp_accept_loop(listener, connections.clone()));
+                Ok((Self::Tcp(connections), local))
+            }
+        }
     }
 
     /// Sends `message` to `to`. A send error is the network's answer, not ours to retry:
-    /// the transaction layer retransmits over UDP anyway.
-    pub(crate) async fn send(&self, to: SocketAddr, message: &Message) {
-        let bytes = message.to_bytes();
-        trace!(side = side_name(self.side), %to, len = bytes.len(), "sip out");
-        if let Err(error) = self.socket.send_to(&bytes, to).await {
-            debug!(side = side_name(self.side), %to, %error, "sip send failed");
+    /// over UDP the transaction layer retransmits anyway.
+    pub(crate) fn send(&self, side: Side, to: SocketAddr, message: &Message) {
+        let bytes = Bytes::from(message.to_bytes());
+        trace!(side = side.as_str(), %to, len = bytes.len(), "sip out");
+        match self {
+            Self::Udp(socket) => {
+                if let Err(error) = socket.try_send_to(&bytes, to) {
+                    debug!(side = side.as_str(), %to, %error, "sip send failed");
+                }
+            }
+            Self::Tcp(connections) => connections.send(side, to, bytes),
         }
     }
+}
 
-    /// Reads datagrams until the core goes away, admitting only `peer`'s.
-    pub(crate) async fn receive_loop(
-        self,
-        peer: SocketAddr,
-        events: mpsc::Sender<Inbound>,
-        stats: Arc<TransportStats>,
-    ) {
-        let mut buffer = vec![0u8; MAX_DATAGRAM];
-        loop {
-            let (len, source) = match self.socket.recv_from(&mut buffer).await {
-                Ok(received) => received,
-                // ICMP port unreachable from an earlier send surfaces here on Linux.
-                Err(error) => {
-                    debug!(side = side_name(self.side), %error, "sip receive error");
-                    continue;
-                }
-            };
-            if !admits(peer, source) {
-                stats.strangers.fetch_add(1, Ordering::Relaxed);
-                trace!(side = side_name(self.side), %source, "sip from a stranger dropped");
+impl TcpConnections {
+    fn send(self: &Arc<Self>, side: Side, to: SocketAddr, bytes: Bytes) {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(writer) = writers.get(&to) {
+            if writer.try_send(bytes).is_err() {
+                debug!(side = side.as_str(), %to, "tcp connection backed up; message dropped");
+            }
+            return;
+        }
+        let (writer, queue) = mpsc::channel(CONNECTION_QUEUE);
+        let _ = writer.try_send(bytes);
+        writers.insert(to, writer.clone());
+        tokio::spawn(connect(self.clone(), to, writer, queue));
+    }
+
+    fn remove(&self, remote: SocketAddr) {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&remote);
+    }
+}
+
+async fn udp_receive_loop(socket: Arc<UdpSocket>, receiver: Receiver) {
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, source) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            // ICMP port unreachable from an earlier send surfaces here on Linux.
+            Err(error) => {
+                debug!(side = receiver.side.as_str(), %error, "sip receive error");
                 continue;
             }
-            match parse_datagram(&buffer[..len]) {
-                Ok(Some(message)) => {
-                    let inbound = Inbound { side: self.side, source, message };
-                    if events.send(inbound).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    stats.malformed.fetch_add(1, Ordering::Relaxed);
-                    debug!(side = side_name(self.side), %source, %error, "malformed sip dropped");
-                }
+        };
+        if !receiver.admits(source) {
+            continue;
+        }
+        if buffer[..len].iter().all(u8::is_ascii_whitespace) {
+            continue; // a CRLF keep-alive (RFC 5626 §3.5.1)
+        }
+        if let Some(answer) = receiver.deliver(source, &buffer[..len]).await {
+            if let Err(error) = socket.try_send_to(&answer, source) {
+                debug!(%error, "cannot answer a malformed request");
             }
         }
     }
 }
 
-/// Keep-alive datagrams (a bare CRLF or two, RFC 5626 §3.5.1) are not messages.
-fn parse_datagram(bytes: &[u8]) -> Result<Option<Message>, ParseError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(None);
+async fn tcp_accept_loop(listener: TcpListener, connections: Arc<TcpConnections>) {
+    let receiver = &connections.receiver;
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                debug!(side = receiver.side.as_str(), %error, "tcp accept failed");
+                continue;
+            }
+        };
+        if !receiver.admits(remote) {
+            continue;
+        }
+        let (writer, queue) = mpsc::channel(CONNECTION_QUEUE);
+        connections.writers.lock().unwrap_or_else(|p| p.into_inner()).insert(remote, writer.clone());
+        tokio::spawn(serve_connection(stream, remote, writer, queue, connections.clone()));
     }
-    callvault_sip::parse(bytes).map(Some)
 }
 
-/// Only the configured peer may talk to a side. The port is not checked: a PBX or a
-/// provider may send from another port than the one it listens on.
-fn admits(peer: SocketAddr, source: SocketAddr) -> bool {
-    peer.ip() == source.ip()
+/// Opens a connection for a message to a peer that has none open to callvault.
+async fn connect(
+    connections: Arc<TcpConnections>,
+    to: SocketAddr,
+    writer: mpsc::Sender<Bytes>,
+    queue: mpsc::Receiver<Bytes>,
+) {
+    match TcpStream::connect(to).await {
+        Ok(stream) => serve_connection(stream, to, writer, queue, connections).await,
+        Err(error) => {
+            let side = connections.receiver.side.as_str();
+            debug!(side, %to, %error, "tcp connect failed");
+            connections.remove(to);
+        }
+    }
 }
 
-pub(crate) fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Pbx => "pbx",
-        Side::Trunk => "trunk",
+/// Carries one connection both ways until either end closes it. Responses to requests
+/// callvault sent over it come back on it too (RFC 3261 §18.1.2).
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    writer: mpsc::Sender<Bytes>,
+    queue: mpsc::Receiver<Bytes>,
+    connections: Arc<TcpConnections>,
+) {
+    let (read, write) = stream.into_split();
+    tokio::spawn(write_loop(write, queue));
+    read_loop(read, remote, writer, &connections.receiver).await;
+    connections.remove(remote);
+}
+
+async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
+    while let Some(bytes) = queue.recv().await {
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one connection, frames it by Content-Length and hands messages on.
+async fn read_loop(
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    remote: SocketAddr,
+    writer: mpsc::Sender<Bytes>,
+    receiver: &Receiver,
+) {
+    let mut framer = StreamFramer::new();
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match read.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        framer.push(&buffer[..n]);
+        while let Some(event) = framer.pop() {
+            let reply = match event {
+                Ok(StreamEvent::Message(message)) => receiver.hand_on(remote, message).await,
+                Ok(StreamEvent::Malformed { frame, .. }) => receiver.deliver(remote, &frame).await,
+                Ok(StreamEvent::Ping) => Some(Bytes::from_static(b"\r\n")),
+                Ok(StreamEvent::Pong) => None,
+                Err(error) => {
+                    receiver.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    debug!(side = receiver.side.as_str(), %remote, %error, "tcp stream unframeable; closing");
+                    return;
+                }
+            };
+            if let Some(reply) = reply {
+                let _ = writer.try_send(reply);
+            }
+        }
+    }
+}
+
+impl Receiver {
+    /// Only the configured peer may talk to a side. The port is not checked: a PBX or a
+    /// provider may send from another port than the one it listens on.
+    fn admits(&self, source: SocketAddr) -> bool {
+        let admitted = self.peer.ip() == source.ip();
+        if !admitted {
+            self.stats.strangers.fetch_add(1, Ordering::Relaxed);
+            trace!(side = self.side.as_str(), %source, "sip from a stranger dropped");
+        }
+        admitted
+    }
+
+    /// Parses and checks one message; returns the bytes of a refusal to send back.
+    async fn deliver(&self, source: SocketAddr, bytes: &[u8]) -> Option<Bytes> {
+        match receive(bytes) {
+            Disposition::Accept(message) => self.hand_on(source, message).await,
+            Disposition::Answer(response) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!(side = self.side.as_str(), %source, status = response.status, "request refused");
+                Some(Bytes::from(response.to_bytes()))
+            }
+            Disposition::Discard(reason) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!(side = self.side.as_str(), %source, %reason, "malformed sip dropped");
+                None
+            }
+        }
+    }
+
+    async fn hand_on(&self, source: SocketAddr, message: Message) -> Option<Bytes> {
+        let inbound = Inbound { side: self.side, source, message };
+        // The core has stopped only when the daemon is shutting down.
+        let _ = self.events.send(inbound).await;
+        None
     }
 }

@@ -121,16 +121,16 @@ fn outcome(bytes: &[u8]) -> Expect {
 }
 
 fn request(name: &str) -> Request {
-    match parse(&fixture(name)).unwrap() {
-        Message::Request(request) => request,
-        Message::Response(_) => panic!("{name} is a response"),
+    match parse(&fixture(name)) {
+        Ok(Message::Request(request)) => request,
+        other => panic!("{name} is not a request: {other:?}"),
     }
 }
 
 fn response(name: &str) -> Response {
-    match parse(&fixture(name)).unwrap() {
-        Message::Response(response) => response,
-        Message::Request(_) => panic!("{name} is a request"),
+    match parse(&fixture(name)) {
+        Ok(Message::Response(response)) => response,
+        other => panic!("{name} is not a response: {other:?}"),
     }
 }
 
