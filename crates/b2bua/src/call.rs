@@ -132,14 +132,21 @@ impl Core {
         callee_call_id: String,
         callee_tag: String,
     ) -> Result<CallRef, callvault_media::MediaError> {
-        let media = self.media.open_session(self.media_ips.pbx, self.media_ips.trunk).await?;
+        let media = self
+            .media
+            .open_session(self.media_ips.pbx, self.media_ips.trunk)
+            .await?;
         let id = self.next_call;
         self.next_call += 1;
         let caller_call_id = request.headers.call_id().unwrap_or_default().to_owned();
         let info = CallInfo {
             id,
             direction: direction_from(side),
-            caller: request.headers.from().map(|f| user_part(&f.uri)).unwrap_or_default(),
+            caller: request
+                .headers
+                .from()
+                .map(|f| user_part(&f.uri))
+                .unwrap_or_default(),
             callee: user_part(&request.uri),
             invite_headers: request.headers.clone(),
             started: SystemTime::now(),
@@ -152,10 +159,18 @@ impl Core {
             local_tag: crate::rewrite::new_tag(),
             dialog: None,
         };
-        let callee =
-            Leg { side: side.other(), call_id: callee_call_id.clone(), local_tag: callee_tag, dialog: None };
-        let phase =
-            Phase::Calling(Box::new(Calling { server, client, cancelled: false, provisional_seen: false }));
+        let callee = Leg {
+            side: side.other(),
+            call_id: callee_call_id.clone(),
+            local_tag: callee_tag,
+            dialog: None,
+        };
+        let phase = Phase::Calling(Box::new(Calling {
+            server,
+            client,
+            cancelled: false,
+            provisional_seen: false,
+        }));
         let call = Call {
             info,
             span,
@@ -185,8 +200,10 @@ impl Core {
             info!(?reason, ?stats, "call ended");
         });
         self.hook.on_end(&call.info, reason);
-        self.call_index.remove(&(call.caller.side, call.caller.call_id.clone()));
-        self.call_index.remove(&(call.callee.side, call.callee.call_id.clone()));
+        self.call_index
+            .remove(&(call.caller.side, call.caller.call_id.clone()));
+        self.call_index
+            .remove(&(call.callee.side, call.callee.call_id.clone()));
     }
 
     /// Sends a BYE on one leg of an answered call, as callvault's own request.
@@ -194,7 +211,8 @@ impl Core {
         let Some(request) = self.in_dialog_request(id, side, Method::Bye, None) else {
             return;
         };
-        self.start_client(side, request, crate::core::Purpose::Local).await;
+        self.start_client(side, request, crate::core::Purpose::Local)
+            .await;
     }
 
     /// Builds a request in a leg's dialog, with callvault's Via and, where it belongs,
@@ -211,7 +229,9 @@ impl Core {
         let mut request = dialog.next_request(method);
         let (via, _) = local.via();
         request.headers.push_front("Via", via);
-        request.headers.set("Max-Forwards", max_forwards.unwrap_or(70).to_string());
+        request
+            .headers
+            .set("Max-Forwards", max_forwards.unwrap_or(70).to_string());
         if crate::rewrite::carries_contact(&request.method) {
             request.headers.set("Contact", local.contact(None));
         }
@@ -252,7 +272,8 @@ impl Core {
             .collect();
         for id in silent {
             if let Some(call) = self.calls.get(&id) {
-                call.span.in_scope(|| info!(timeout_s = timeout.as_secs(), "media timeout"));
+                call.span
+                    .in_scope(|| info!(timeout_s = timeout.as_secs(), "media timeout"));
             }
             self.hang_up(id, EndReason::MediaTimeout).await;
         }
@@ -260,34 +281,48 @@ impl Core {
 
     /// Anchors an SDP body that came from `from`, for the other side: records where
     /// `from` wants media and puts callvault's addresses and ports in its place.
-    pub(crate) async fn anchor_sdp(&mut self, id: CallRef, from: Side, body: &[u8]) -> Option<Bytes> {
+    pub(crate) async fn anchor_sdp(
+        &mut self,
+        id: CallRef,
+        from: Side,
+        body: &[u8],
+    ) -> Option<Bytes> {
         let to_address = self.local[from.other()].address.ip();
         let call = self.calls.get_mut(&id)?;
         let mut sdp = match callvault_sip::sdp::SessionDescription::parse(body) {
             Ok(sdp) => sdp,
             Err(error) => {
-                call.span.in_scope(|| debug!(%error, side = from.as_str(), "unusable SDP"));
+                call.span
+                    .in_scope(|| debug!(%error, side = from.as_str(), "unusable SDP"));
                 return None;
             }
         };
         let streams = sdp.media();
         if let Err(error) = call.media.ensure_streams(streams.len()).await {
-            call.span.in_scope(|| info!(%error, "no media ports for the call"));
+            call.span
+                .in_scope(|| info!(%error, "no media ports for the call"));
             return None;
         }
         let mut ports = Vec::with_capacity(streams.len());
         for (index, stream) in streams.iter().enumerate() {
             call.media.set_remote(from, index, stream.rtp_address());
-            call.media.set_remote_rtcp(from, index, stream.rtcp_address());
+            call.media
+                .set_remote_rtcp(from, index, stream.rtcp_address());
             if stream.protocol.eq_ignore_ascii_case("udptl") {
                 // T.38 fax is not RTP-shaped; relay it as plain datagrams.
-                call.media.set_protocol(index, callvault_media::StreamProtocol::Udptl);
+                call.media
+                    .set_protocol(index, callvault_media::StreamProtocol::Udptl);
             }
             let local = call.media.local_rtp_port(from.other(), index);
             ports.push(if stream.port == 0 { None } else { local });
         }
-        call.on_hold = streams.iter().all(|s| s.is_hold() || s.rtp_address().is_none());
-        let update = crate::hook::MediaUpdate { side: from, streams };
+        call.on_hold = streams
+            .iter()
+            .all(|s| s.is_hold() || s.rtp_address().is_none());
+        let update = crate::hook::MediaUpdate {
+            side: from,
+            streams,
+        };
         self.hook.on_media(&call.info, &update);
         sdp.anchor(to_address, &ports);
         Some(Bytes::from(sdp.to_bytes()))
@@ -301,7 +336,12 @@ fn is_silent(call: &Call, timeout: Duration) -> bool {
     if call.on_hold {
         return false;
     }
-    let last = call.media.stats().last_rtp.unwrap_or(answered).max(answered);
+    let last = call
+        .media
+        .stats()
+        .last_rtp
+        .unwrap_or(answered)
+        .max(answered);
     last.elapsed() > timeout
 }
 
@@ -311,8 +351,14 @@ mod tests {
 
     #[test]
     fn user_part_of_sip_and_tel_uris() {
-        assert_eq!(user_part("sip:+447700900123@trunk.example;user=phone"), "+447700900123");
-        assert_eq!(user_part("tel:+447700900123;phone-context=+44"), "+447700900123");
+        assert_eq!(
+            user_part("sip:+447700900123@trunk.example;user=phone"),
+            "+447700900123"
+        );
+        assert_eq!(
+            user_part("tel:+447700900123;phone-context=+44"),
+            "+447700900123"
+        );
         assert_eq!(user_part("sip:pbx.example"), "");
     }
 }

@@ -61,7 +61,10 @@ pub(crate) struct Server {
 #[derive(Debug, Clone)]
 pub(crate) enum Purpose {
     /// Relay them back through this server transaction on the other side.
-    Relay { call: Option<CallRef>, server: TransactionRef },
+    Relay {
+        call: Option<CallRef>,
+        server: TransactionRef,
+    },
     /// A registration relayed from the PBX.
     Register { server: TransactionRef },
     /// A request callvault made itself (a BYE or CANCEL); responses end here.
@@ -95,7 +98,9 @@ pub(crate) struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("calls", &self.calls.len()).finish_non_exhaustive()
+        f.debug_struct("Core")
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +126,11 @@ impl Core {
     }
 
     async fn on_inbound(&mut self, inbound: Inbound) {
-        let Inbound { side, source, message } = inbound;
+        let Inbound {
+            side,
+            source,
+            message,
+        } = inbound;
         match message {
             Message::Request(request) => self.on_request(side, source, request).await,
             Message::Response(response) => self.on_response(side, response).await,
@@ -148,7 +157,13 @@ impl Core {
         };
         let (transaction, actions) =
             ClientTransaction::new(request, self.reliable(side), now(), self.timers);
-        self.clients.insert((side, key), Client { transaction, purpose });
+        self.clients.insert(
+            (side, key),
+            Client {
+                transaction,
+                purpose,
+            },
+        );
         // A new transaction only ever asks for its first transmission.
         for action in actions {
             if let Action::Transmit(message) = action {
@@ -185,15 +200,17 @@ impl Core {
         match TransactionKey::for_server(&request) {
             Ok(key) => {
                 let server = (side, key);
-                self.servers.entry(server.clone()).or_insert_with(|| Server {
-                    transaction: ServerTransaction::new(
-                        request,
-                        matches!(self.local[side].transport, crate::config::Transport::Tcp),
-                        now(),
-                        self.timers,
-                    ),
-                    source,
-                });
+                self.servers
+                    .entry(server.clone())
+                    .or_insert_with(|| Server {
+                        transaction: ServerTransaction::new(
+                            request,
+                            matches!(self.local[side].transport, crate::config::Transport::Tcp),
+                            now(),
+                            self.timers,
+                        ),
+                        source,
+                    });
                 self.respond(&server, response).await;
             }
             _ => self.send(side, source, &response.into()),
@@ -264,12 +281,16 @@ impl Core {
         let Some(purpose) = self.clients.get(key).map(|c| c.purpose.clone()) else {
             return;
         };
-        let method = self.clients.get(key).map(|c| c.transaction.request().method.clone());
+        let method = self
+            .clients
+            .get(key)
+            .map(|c| c.transaction.request().method.clone());
         debug!(side = key.0.as_str(), ?method, "transaction timed out");
         match purpose {
             Purpose::Relay { call, server } => self.relay_timeout(call, key, &server).await,
             Purpose::Register { server } => {
-                self.respond_with_status(&server, 408, "Request Timeout").await;
+                self.respond_with_status(&server, 408, "Request Timeout")
+                    .await;
             }
             Purpose::Local => {}
         }
@@ -282,7 +303,10 @@ impl Core {
         status: u16,
         reason: &str,
     ) {
-        let Some(request) = self.servers.get(server).map(|s| s.transaction.request().clone())
+        let Some(request) = self
+            .servers
+            .get(server)
+            .map(|s| s.transaction.request().clone())
         else {
             return;
         };
@@ -296,7 +320,11 @@ impl Core {
             .clients
             .values()
             .filter_map(|c| c.transaction.next_timer())
-            .chain(self.servers.values().filter_map(|s| s.transaction.next_timer()));
+            .chain(
+                self.servers
+                    .values()
+                    .filter_map(|s| s.transaction.next_timer()),
+            );
         let calls = self.calls.values().filter_map(Call::next_retransmission);
         transactions.chain(calls).min().map(Instant::from_std)
     }
@@ -304,24 +332,36 @@ impl Core {
     async fn on_timers(&mut self, now: Instant) {
         let now = now.into_std();
         let due = |at: Option<std::time::Instant>| at.is_some_and(|at| at <= now);
-        let clients: Vec<_> =
-            self.clients.iter().filter(|(_, c)| due(c.transaction.next_timer())).map(|(k, _)| k.clone()).collect();
+        let clients: Vec<_> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| due(c.transaction.next_timer()))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in clients {
             if let Some(client) = self.clients.get_mut(&key) {
                 let actions = client.transaction.on_timer(now);
                 self.apply_client_actions(key, actions).await;
             }
         }
-        let servers: Vec<_> =
-            self.servers.iter().filter(|(_, s)| due(s.transaction.next_timer())).map(|(k, _)| k.clone()).collect();
+        let servers: Vec<_> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| due(s.transaction.next_timer()))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in servers {
             if let Some(server) = self.servers.get_mut(&key) {
                 let actions = server.transaction.on_timer(now);
                 self.apply_server_actions(key, actions).await;
             }
         }
-        let calls: Vec<_> =
-            self.calls.iter().filter(|(_, c)| due(c.next_retransmission())).map(|(k, _)| *k).collect();
+        let calls: Vec<_> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| due(c.next_retransmission()))
+            .map(|(k, _)| *k)
+            .collect();
         for call in calls {
             self.retransmit_answers(call, now).await;
         }

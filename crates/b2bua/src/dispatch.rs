@@ -48,7 +48,9 @@ impl Core {
             .headers
             .get_all("Via")
             .filter_map(|v| callvault_sip::Via::parse(v).ok())
-            .any(|via| self.local[side].is_own_via(&via) || self.local[side.other()].is_own_via(&via));
+            .any(|via| {
+                self.local[side].is_own_via(&via) || self.local[side.other()].is_own_via(&via)
+            });
         if looped {
             return Err((482, "Loop Detected"));
         }
@@ -101,7 +103,9 @@ impl Core {
         ensure_to_tag(&mut response);
         response.headers.push("Allow", ALLOW);
         response.headers.push("Accept", "application/sdp");
-        response.headers.push("Supported", "100rel, timer, replaces");
+        response
+            .headers
+            .push("Supported", "100rel, timer, replaces");
         self.respond(key, response).await;
     }
 
@@ -120,14 +124,23 @@ impl Core {
         cancel: Request,
         key: TransactionRef,
     ) {
-        let invite = TransactionKey::of_cancelled_invite(&cancel).ok().map(|k| (side, k));
+        let invite = TransactionKey::of_cancelled_invite(&cancel)
+            .ok()
+            .map(|k| (side, k));
         let Some(invite) = invite.filter(|k| self.servers.contains_key(k)) else {
-            self.reject(side, source, cancel, 481, "Call/Transaction Does Not Exist").await;
+            self.reject(side, source, cancel, 481, "Call/Transaction Does Not Exist")
+                .await;
             return;
         };
         let reliable = self.reliable(side);
         let transaction = ServerTransaction::new(cancel.clone(), reliable, now(), self.timers);
-        self.servers.insert(key.clone(), Server { transaction, source });
+        self.servers.insert(
+            key.clone(),
+            Server {
+                transaction,
+                source,
+            },
+        );
         let mut ok = Response::for_request(&cancel, 200, "OK");
         ensure_to_tag(&mut ok);
         self.respond(&key, ok).await;
@@ -137,11 +150,17 @@ impl Core {
     /// A response that matches no transaction: a 2xx retransmission to re-ACK, or noise.
     pub(crate) async fn on_stray_response(&mut self, side: Side, response: Response) {
         let is_invite_2xx = (200..300).contains(&response.status)
-            && response.headers.cseq().is_ok_and(|c| c.method == Method::Invite);
+            && response
+                .headers
+                .cseq()
+                .is_ok_and(|c| c.method == Method::Invite);
         if is_invite_2xx {
             self.resend_ack(side, &response).await;
         } else {
-            debug!(status = response.status, "response to no transaction dropped");
+            debug!(
+                status = response.status,
+                "response to no transaction dropped"
+            );
         }
     }
 }

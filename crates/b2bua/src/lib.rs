@@ -70,7 +70,12 @@ async fn start(
     .map_err(B2buaError::Media)?;
     let (events, inbound) = mpsc::channel(1024);
     let stats = Arc::new(TransportStats::default());
-    let receiver = |side, peer| Receiver { side, peer, events: events.clone(), stats: stats.clone() };
+    let receiver = |side, peer| Receiver {
+        side,
+        peer,
+        events: events.clone(),
+        stats: stats.clone(),
+    };
     let (pbx, pbx_bound) =
         SideTransport::start(&config.pbx, receiver(Side::Pbx, config.pbx.peer)).await?;
     let (trunk, trunk_bound) =
@@ -82,12 +87,21 @@ async fn start(
     info!(pbx = %local.pbx.address, trunk = %local.trunk.address, "sip listening");
     let core = core::Core {
         local,
-        peer: Sides { pbx: config.pbx.peer, trunk: config.trunk.peer },
+        peer: Sides {
+            pbx: config.pbx.peer,
+            trunk: config.trunk.peer,
+        },
         transports: Sides { pbx, trunk },
         media,
-        media_ips: Sides { pbx: config.pbx.listen.ip(), trunk: config.trunk.listen.ip() },
+        media_ips: Sides {
+            pbx: config.pbx.listen.ip(),
+            trunk: config.trunk.listen.ip(),
+        },
         hook,
-        timers: TimerConfig { t1: config.t1, ..TimerConfig::default() },
+        timers: TimerConfig {
+            t1: config.t1,
+            ..TimerConfig::default()
+        },
         rtp_timeout: config.rtp_timeout,
         registrar: registrar::Registrar::load(&config.state_dir),
         servers: HashMap::new(),
@@ -102,5 +116,8 @@ async fn start(
 /// The address a side sees: the advertised IP (or the listen IP) and the bound port.
 fn local_address(side: &SideConfig, bound: SocketAddr) -> LocalAddress {
     let ip = side.advertise.unwrap_or(side.listen.ip());
-    LocalAddress { address: SocketAddr::new(ip, bound.port()), transport: side.transport }
+    LocalAddress {
+        address: SocketAddr::new(ip, bound.port()),
+        transport: side.transport,
+    }
 }

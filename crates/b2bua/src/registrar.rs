@@ -60,7 +60,9 @@ impl Registrar {
     /// The PBX Contact a Request-URI addressed to a registered token stands for.
     pub(crate) fn contact_for(&self, uri: &str) -> Option<String> {
         let user = crate::call::user_part(uri);
-        let binding = self.bindings.get(user.strip_prefix(TOKEN_PREFIX).map(|_| user.as_str())?)?;
+        let binding = self
+            .bindings
+            .get(user.strip_prefix(TOKEN_PREFIX).map(|_| user.as_str())?)?;
         (binding.expires_at > unix_now()).then(|| binding.contact.clone())
     }
 
@@ -69,7 +71,13 @@ impl Registrar {
             self.bindings.remove(&token);
         } else {
             let expires_at = unix_now() + expires.as_secs();
-            self.bindings.insert(token, Binding { contact, expires_at });
+            self.bindings.insert(
+                token,
+                Binding {
+                    contact,
+                    expires_at,
+                },
+            );
         }
     }
 
@@ -94,15 +102,19 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A stable token for a PBX Contact URI (FNV-1a, 64 bits): the same Contact always gets
 /// the same token, across re-registrations and restarts.
 fn token_for(contact: &str) -> String {
-    let hash = contact.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = contact
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
     format!("{TOKEN_PREFIX}{hash:016x}")
 }
 
@@ -125,14 +137,18 @@ impl Core {
             }
         }
         let call_id = request.headers.call_id().unwrap_or_default();
-        out.headers.push("Call-ID", format!("{}@{}", token_for(call_id), local.address.ip()));
+        out.headers.push(
+            "Call-ID",
+            format!("{}@{}", token_for(call_id), local.address.ip()),
+        );
         for contact in request.headers.get_all("Contact") {
             if let Some(rewritten) = self.trunk_contact(contact) {
                 out.headers.push("Contact", rewritten);
             }
         }
         copy_end_to_end(&request.headers, &mut out.headers);
-        self.start_client(Side::Trunk, out, Purpose::Register { server }).await;
+        self.start_client(Side::Trunk, out, Purpose::Register { server })
+            .await;
     }
 
     /// callvault's Contact on the trunk side standing for one PBX Contact.
@@ -147,11 +163,19 @@ impl Core {
     }
 
     /// Relays the provider's answer to a REGISTER, recording the bindings it confirms.
-    pub(crate) async fn relay_register_response(&mut self, server: &TransactionRef, response: Response) {
+    pub(crate) async fn relay_register_response(
+        &mut self,
+        server: &TransactionRef,
+        response: Response,
+    ) {
         if response.status == 100 {
             return;
         }
-        let Some(request) = self.servers.get(server).map(|s| s.transaction.request().clone()) else {
+        let Some(request) = self
+            .servers
+            .get(server)
+            .map(|s| s.transaction.request().clone())
+        else {
             return;
         };
         let mut out = Response::for_request(&request, response.status, &response.reason);
@@ -178,12 +202,23 @@ impl Core {
             .get_all("Contact")
             .filter_map(|c| NameAddr::parse(c).ok())
             .map(|c| {
-                let expires = c.params.get("expires").flatten().and_then(|e| e.parse().ok());
-                (crate::call::user_part(&c.uri), expires.map_or(default, Duration::from_secs))
+                let expires = c
+                    .params
+                    .get("expires")
+                    .flatten()
+                    .and_then(|e| e.parse().ok());
+                (
+                    crate::call::user_part(&c.uri),
+                    expires.map_or(default, Duration::from_secs),
+                )
             })
             .collect();
         let mut contacts = Vec::new();
-        for contact in request.headers.get_all("Contact").filter_map(|c| NameAddr::parse(c).ok()) {
+        for contact in request
+            .headers
+            .get_all("Contact")
+            .filter_map(|c| NameAddr::parse(c).ok())
+        {
             if contact.uri == "*" {
                 continue;
             }
@@ -192,14 +227,19 @@ impl Core {
             self.registrar.update(token, contact.uri.clone(), expires);
             if !expires.is_zero() {
                 let mut shown = contact.clone();
-                shown.params.set("expires", Some(&expires.as_secs().to_string()));
+                shown
+                    .params
+                    .set("expires", Some(&expires.as_secs().to_string()));
                 contacts.push(shown.to_string());
             }
         }
         if request.headers.get_all("Contact").any(|c| c.trim() == "*") {
             self.registrar.bindings.clear();
         }
-        debug!(bindings = self.registrar.bindings.len(), "registration relayed");
+        debug!(
+            bindings = self.registrar.bindings.len(),
+            "registration relayed"
+        );
         self.registrar.save();
         contacts
     }
@@ -222,11 +262,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cv-registrar-{}", std::process::id()));
         let mut registrar = Registrar::load(&dir);
         let token = token_for("sip:205@192.0.2.10");
-        registrar.update(token.clone(), "sip:205@192.0.2.10".into(), Duration::from_secs(60));
+        registrar.update(
+            token.clone(),
+            "sip:205@192.0.2.10".into(),
+            Duration::from_secs(60),
+        );
         registrar.save();
         let restored = Registrar::load(&dir);
         let uri = format!("sip:{token}@198.51.100.1:5062");
-        assert_eq!(restored.contact_for(&uri).as_deref(), Some("sip:205@192.0.2.10"));
+        assert_eq!(
+            restored.contact_for(&uri).as_deref(),
+            Some("sip:205@192.0.2.10")
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -26,11 +26,15 @@ impl Core {
             Ok(key) => (out_side, key),
             Err(_) => return,
         };
-        let id = match self.new_call(side, &request, server.clone(), client.clone(), call_id, tag).await {
+        let id = match self
+            .new_call(side, &request, server.clone(), client.clone(), call_id, tag)
+            .await
+        {
             Ok(id) => id,
             Err(error) => {
                 info!(%error, "call refused: no media resources");
-                self.respond_with_status(&server, 503, "Service Unavailable").await;
+                self.respond_with_status(&server, 503, "Service Unavailable")
+                    .await;
                 return;
             }
         };
@@ -42,13 +46,22 @@ impl Core {
             match self.anchor_sdp(id, side, &request.body).await {
                 Some(body) => out.body = body,
                 None => {
-                    self.respond_with_status(&server, 488, "Not Acceptable Here").await;
+                    self.respond_with_status(&server, 488, "Not Acceptable Here")
+                        .await;
                     self.end_call(id, EndReason::Failed(488));
                     return;
                 }
             }
         }
-        self.start_client(out_side, out, Purpose::Relay { call: Some(id), server }).await;
+        self.start_client(
+            out_side,
+            out,
+            Purpose::Relay {
+                call: Some(id),
+                server,
+            },
+        )
+        .await;
     }
 
     /// A request that starts something on the other side: the INVITE of a new call or
@@ -64,7 +77,12 @@ impl Core {
         };
         let (via, _) = local.via();
         out.headers.push("Via", via);
-        out.headers.push("Max-Forwards", next_max_forwards(&request.headers).unwrap_or(70).to_string());
+        out.headers.push(
+            "Max-Forwards",
+            next_max_forwards(&request.headers)
+                .unwrap_or(70)
+                .to_string(),
+        );
         if let Ok(mut from_header) = request.headers.from() {
             from_header.params.set("tag", Some(tag));
             out.headers.push("From", from_header.to_string());
@@ -113,32 +131,52 @@ impl Core {
     }
 
     /// A request inside a call's dialog, relayed to the other leg.
-    pub(crate) async fn on_in_dialog_request(&mut self, side: Side, request: Request, server: TransactionRef) {
+    pub(crate) async fn on_in_dialog_request(
+        &mut self,
+        side: Side,
+        request: Request,
+        server: TransactionRef,
+    ) {
         let call_id = request.headers.call_id().unwrap_or_default().to_owned();
         let Some(id) = self.call_index.get(&(side, call_id)).copied() else {
-            self.respond_with_status(&server, 481, "Call/Transaction Does Not Exist").await;
+            self.respond_with_status(&server, 481, "Call/Transaction Does Not Exist")
+                .await;
             return;
         };
         if let Err(status) = self.check_dialog(id, side, &request) {
-            self.respond_with_status(&server, status, "Server Internal Error").await;
+            self.respond_with_status(&server, status, "Server Internal Error")
+                .await;
             return;
         }
         let out_side = side.other();
         let max_forwards = next_max_forwards(&request.headers).ok();
-        let Some(mut out) = self.in_dialog_request(id, out_side, request.method.clone(), max_forwards)
+        let Some(mut out) =
+            self.in_dialog_request(id, out_side, request.method.clone(), max_forwards)
         else {
-            self.respond_with_status(&server, 481, "Call/Transaction Does Not Exist").await;
+            self.respond_with_status(&server, 481, "Call/Transaction Does Not Exist")
+                .await;
             return;
         };
         copy_end_to_end(&request.headers, &mut out.headers);
         out.body = request.body.clone();
         if has_sdp(&request.headers, &request.body) {
-            out.body = self.anchor_sdp(id, side, &request.body).await.unwrap_or_default();
+            out.body = self
+                .anchor_sdp(id, side, &request.body)
+                .await
+                .unwrap_or_default();
         }
         if request.method == Method::Invite {
             self.remember_invite(id, side, &request, &out);
         }
-        self.start_client(out_side, out, Purpose::Relay { call: Some(id), server }).await;
+        self.start_client(
+            out_side,
+            out,
+            Purpose::Relay {
+                call: Some(id),
+                server,
+            },
+        )
+        .await;
     }
 
     /// Checks the To tag and CSeq of an in-dialog request against its leg's dialog.
@@ -147,7 +185,11 @@ impl Core {
             return Err(481);
         };
         let leg = call.leg_mut(side);
-        let to_tag = request.headers.to().ok().and_then(|to| to.tag().map(str::to_owned));
+        let to_tag = request
+            .headers
+            .to()
+            .ok()
+            .and_then(|to| to.tag().map(str::to_owned));
         if to_tag.as_deref() != Some(leg.local_tag.as_str()) {
             return Err(481);
         }
@@ -162,7 +204,11 @@ impl Core {
             return;
         };
         if let Some(call) = self.calls.get_mut(&id) {
-            call.invites.push(InviteMap { from: side, cseq: cseq.seq, to_cseq: to_cseq.seq });
+            call.invites.push(InviteMap {
+                from: side,
+                cseq: cseq.seq,
+                to_cseq: to_cseq.seq,
+            });
         }
     }
 
@@ -174,20 +220,32 @@ impl Core {
             return;
         };
         let Ok(cseq) = ack.headers.cseq() else { return };
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        call.unacked.retain(|u| !(u.side == side && u.cseq == cseq.seq));
-        let Some(at) = call.invites.iter().position(|m| m.from == side && m.cseq == cseq.seq) else {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.unacked
+            .retain(|u| !(u.side == side && u.cseq == cseq.seq));
+        let Some(at) = call
+            .invites
+            .iter()
+            .position(|m| m.from == side && m.cseq == cseq.seq)
+        else {
             return;
         };
         let map = call.invites.remove(at);
         let out_side = side.other();
         let local = self.local[out_side];
-        let Some(dialog) = call.leg(out_side).dialog.as_ref() else { return };
+        let Some(dialog) = call.leg(out_side).dialog.as_ref() else {
+            return;
+        };
         let mut out = dialog.ack_for(map.to_cseq);
         out.headers.push_front("Via", local.via().0);
         copy_end_to_end(&ack.headers, &mut out.headers);
         if has_sdp(&ack.headers, &ack.body) {
-            out.body = self.anchor_sdp(id, side, &ack.body).await.unwrap_or_default();
+            out.body = self
+                .anchor_sdp(id, side, &ack.body)
+                .await
+                .unwrap_or_default();
         }
         let message = out.clone().into();
         if let Some(call) = self.calls.get_mut(&id) {
@@ -200,10 +258,17 @@ impl Core {
     /// A 2xx to an INVITE arrived again: the ACK was lost, so send it again.
     pub(crate) async fn resend_ack(&mut self, side: Side, response: &Response) {
         let call_id = response.headers.call_id().unwrap_or_default().to_owned();
-        let Some(id) = self.call_index.get(&(side, call_id)).copied() else { return };
-        let Ok(cseq) = response.headers.cseq() else { return };
+        let Some(id) = self.call_index.get(&(side, call_id)).copied() else {
+            return;
+        };
+        let Ok(cseq) = response.headers.cseq() else {
+            return;
+        };
         let ack = self.calls.get(&id).and_then(|call| {
-            call.acks_sent.iter().find(|(seq, _)| *seq == cseq.seq).map(|(_, ack)| ack.clone())
+            call.acks_sent
+                .iter()
+                .find(|(seq, _)| *seq == cseq.seq)
+                .map(|(_, ack)| ack.clone())
         });
         if let Some(ack) = ack {
             self.send(side, self.peer[side], &ack.into());
@@ -229,20 +294,25 @@ impl Core {
             self.resend_ack(client.0, &response).await;
             return;
         }
-        let is_initial = self.calls.get(&id).is_some_and(|c| {
-            matches!(&c.phase, Phase::Calling(calling) if &calling.client == client)
-        });
+        let is_initial = self.calls.get(&id).is_some_and(
+            |c| matches!(&c.phase, Phase::Calling(calling) if &calling.client == client),
+        );
         if is_initial {
-            self.on_initial_invite_response(id, client, server, response).await;
+            self.on_initial_invite_response(id, client, server, response)
+                .await;
         } else {
-            self.relay_in_dialog_response(id, client.0, server, response).await;
+            self.relay_in_dialog_response(id, client.0, server, response)
+                .await;
         }
     }
 
     /// A 2xx to an INVITE whose 2xx callvault already relayed (RFC 6026 Accepted).
     fn is_answer_retransmission(&self, server: &TransactionRef, response: &Response) -> bool {
         let is_invite_2xx = (200..300).contains(&response.status)
-            && response.headers.cseq().is_ok_and(|c| c.method == Method::Invite);
+            && response
+                .headers
+                .cseq()
+                .is_ok_and(|c| c.method == Method::Invite);
         is_invite_2xx
             && self
                 .servers
@@ -253,7 +323,11 @@ impl Core {
 
     /// Responses to out-of-dialog requests such as OPTIONS: no call, no dialog.
     async fn relay_plain_response(&mut self, server: &TransactionRef, response: Response) {
-        let Some(request) = self.servers.get(server).map(|s| s.transaction.request().clone()) else {
+        let Some(request) = self
+            .servers
+            .get(server)
+            .map(|s| s.transaction.request().clone())
+        else {
             return;
         };
         let mut out = Response::for_request(&request, response.status, &response.reason);
@@ -272,7 +346,10 @@ impl Core {
     ) {
         let status = response.status;
         self.learn_callee_dialog(id, client, &response);
-        let cancelled = self.calls.get(&id).is_some_and(|c| matches!(&c.phase, Phase::Calling(x) if x.cancelled));
+        let cancelled = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| matches!(&c.phase, Phase::Calling(x) if x.cancelled));
         match status {
             101..=199 => {
                 self.mark_provisional(id).await;
@@ -280,10 +357,17 @@ impl Core {
                     self.relay_to_caller(id, server, response).await;
                 }
             }
-            200..=299 if cancelled => self.answered_after_cancel(id, client, server, &response).await,
+            200..=299 if cancelled => {
+                self.answered_after_cancel(id, client, server, &response)
+                    .await
+            }
             200..=299 => self.on_answer(id, client, server, response).await,
             _ => {
-                let reason = if cancelled { EndReason::Cancelled } else { EndReason::Failed(status) };
+                let reason = if cancelled {
+                    EndReason::Cancelled
+                } else {
+                    EndReason::Failed(status)
+                };
                 self.relay_to_caller(id, server, response).await;
                 self.end_call(id, reason);
             }
@@ -292,10 +376,16 @@ impl Core {
 
     /// The callee's tag makes the callee's dialog (early on 1xx, confirmed on 2xx).
     fn learn_callee_dialog(&mut self, id: CallRef, client: &TransactionRef, response: &Response) {
-        let Some(invite) = self.clients.get(client).map(|c| c.transaction.request().clone()) else {
+        let Some(invite) = self
+            .clients
+            .get(client)
+            .map(|c| c.transaction.request().clone())
+        else {
             return;
         };
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let has_tag = response.headers.to().is_ok_and(|to| to.tag().is_some());
         if call.callee.dialog.is_none() && has_tag {
             call.callee.dialog = Dialog::uac(&invite, response).ok();
@@ -334,7 +424,11 @@ impl Core {
         if let Some(call) = self.calls.get_mut(&id) {
             call.phase = Phase::Answered;
             call.answered = Some(Instant::now());
-            call.invites.push(InviteMap { from: call.caller.side, cseq, to_cseq: cseq });
+            call.invites.push(InviteMap {
+                from: call.caller.side,
+                cseq,
+                to_cseq: cseq,
+            });
             call.span.in_scope(|| info!("call answered"));
             let tap = self.hook.on_answer(&call.info);
             call.media.set_tap(tap);
@@ -365,15 +459,22 @@ impl Core {
             }
         }
         let _ = client;
-        self.respond_with_status(server, 487, "Request Terminated").await;
+        self.respond_with_status(server, 487, "Request Terminated")
+            .await;
         self.end_call(id, EndReason::Cancelled);
     }
 
     /// Sends the callee a CANCEL for callvault's INVITE.
     async fn send_cancel(&mut self, id: CallRef) {
-        let Some(Phase::Calling(calling)) = self.calls.get(&id).map(|c| &c.phase) else { return };
+        let Some(Phase::Calling(calling)) = self.calls.get(&id).map(|c| &c.phase) else {
+            return;
+        };
         let client = calling.client.clone();
-        let Some(invite) = self.clients.get(&client).map(|c| c.transaction.request().clone()) else {
+        let Some(invite) = self
+            .clients
+            .get(&client)
+            .map(|c| c.transaction.request().clone())
+        else {
             return;
         };
         let cancel = cancel_for(&invite);
@@ -402,7 +503,8 @@ impl Core {
 
     /// Relays a response from the callee's leg to the caller's INVITE.
     async fn relay_to_caller(&mut self, id: CallRef, server: &TransactionRef, response: Response) {
-        self.relay_in_dialog_response(id, server.0.other(), server, response).await;
+        self.relay_in_dialog_response(id, server.0.other(), server, response)
+            .await;
     }
 
     /// Relays a response from `from` to the server transaction on the other leg.
@@ -413,21 +515,31 @@ impl Core {
         server: &TransactionRef,
         response: Response,
     ) {
-        let Some(request) = self.servers.get(server).map(|s| s.transaction.request().clone()) else {
+        let Some(request) = self
+            .servers
+            .get(server)
+            .map(|s| s.transaction.request().clone())
+        else {
             return;
         };
-        let Some(call) = self.calls.get(&id) else { return };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         let to_side = server.0;
         let local_tag = call.leg(to_side).local_tag.clone();
         let mut out = Response::for_request(&request, response.status, &response.reason);
         set_to_tag(&mut out, &local_tag);
         let method = request.method.clone();
         if crate::rewrite::carries_contact(&method) && (101..300).contains(&response.status) {
-            out.headers.push("Contact", self.local[to_side].contact(None));
+            out.headers
+                .push("Contact", self.local[to_side].contact(None));
         }
         copy_end_to_end(&response.headers, &mut out.headers);
         if has_sdp(&response.headers, &response.body) {
-            out.body = self.anchor_sdp(id, from, &response.body).await.unwrap_or_default();
+            out.body = self
+                .anchor_sdp(id, from, &response.body)
+                .await
+                .unwrap_or_default();
         }
         if let Some(call) = self.calls.get_mut(&id) {
             if let Some(dialog) = call.leg_mut(from).dialog.as_mut() {
@@ -449,7 +561,9 @@ impl Core {
     fn await_ack(&mut self, id: CallRef, side: Side, response: &Response) {
         let t1 = self.timers.t1;
         let reliable = self.reliable(side);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
         let at = Instant::now();
         call.unacked.retain(|u| !(u.side == side && u.cseq == cseq));
@@ -501,7 +615,10 @@ impl Core {
         client: &TransactionRef,
         server: &TransactionRef,
     ) {
-        let method = self.clients.get(client).map(|c| c.transaction.request().method.clone());
+        let method = self
+            .clients
+            .get(client)
+            .map(|c| c.transaction.request().method.clone());
         if method == Some(Method::Bye) {
             // The far side is gone; the near side still hangs up cleanly.
             self.respond_with_status(server, 200, "OK").await;
@@ -510,20 +627,30 @@ impl Core {
             }
             return;
         }
-        self.respond_with_status(server, 408, "Request Timeout").await;
+        self.respond_with_status(server, 408, "Request Timeout")
+            .await;
         let Some(id) = call else { return };
-        let initial = self.calls.get(&id).is_some_and(|c| matches!(c.phase, Phase::Calling(_)));
+        let initial = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| matches!(c.phase, Phase::Calling(_)));
         if initial {
             self.end_call(id, EndReason::TransactionTimeout);
         }
     }
 
     /// Relays a request that belongs to no dialog, such as OPTIONS to an extension.
-    pub(crate) async fn relay_out_of_dialog(&mut self, side: Side, request: Request, server: TransactionRef) {
+    pub(crate) async fn relay_out_of_dialog(
+        &mut self,
+        side: Side,
+        request: Request,
+        server: TransactionRef,
+    ) {
         let out_side = side.other();
         let call_id = new_call_id(self.local[out_side].address);
         let out = self.initial_request(side, &request, &call_id, &new_tag());
-        self.start_client(out_side, out, Purpose::Relay { call: None, server }).await;
+        self.start_client(out_side, out, Purpose::Relay { call: None, server })
+            .await;
     }
 }
 
@@ -554,5 +681,10 @@ fn cancel_for(invite: &Request) -> Request {
     let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or_default();
     headers.push("CSeq", format!("{seq} CANCEL"));
     headers.push("Max-Forwards", "70");
-    Request { method: Method::Cancel, uri: invite.uri.clone(), headers, body: bytes::Bytes::new() }
+    Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        headers,
+        body: bytes::Bytes::new(),
+    }
 }

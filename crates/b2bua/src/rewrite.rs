@@ -78,7 +78,10 @@ fn transport_name(transport: Transport) -> &'static str {
 /// Copies every end-to-end header of `from` to the end of `to`.
 pub(crate) fn copy_end_to_end(from: &Headers, to: &mut Headers) {
     for header in from.iter() {
-        if !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(&header.name)) {
+        if !HOP_BY_HOP
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&header.name))
+        {
             to.push(header.name.clone(), header.value.clone());
         }
     }
@@ -131,7 +134,9 @@ pub(crate) fn new_call_id(local: SocketAddr) -> String {
 fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -165,10 +170,14 @@ mod tests {
 
     #[test]
     fn own_via_is_recognised() {
-        let local = LocalAddress { address: "127.0.0.1:5062".parse().unwrap(), transport: Transport::Udp };
+        let local = LocalAddress {
+            address: "127.0.0.1:5062".parse().unwrap(),
+            transport: Transport::Udp,
+        };
         let (via, _) = local.via();
         assert!(local.is_own_via(&callvault_sip::Via::parse(&via).unwrap()));
-        let other = callvault_sip::Via::parse("SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1").unwrap();
+        let other =
+            callvault_sip::Via::parse("SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1").unwrap();
         assert!(!local.is_own_via(&other));
     }
 }

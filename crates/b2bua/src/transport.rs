@@ -76,8 +76,11 @@ impl SideTransport {
         receiver: Receiver,
     ) -> Result<(Self, SocketAddr), B2buaError> {
         let side = receiver.side;
-        let bind_error =
-            |source| B2buaError::Bind { side: side.as_str(), address: config.listen, source };
+        let bind_error = |source| B2buaError::Bind {
+            side: side.as_str(),
+            address: config.listen,
+            source,
+        };
         match config.transport {
             Transport::Udp => {
                 let socket = Arc::new(UdpSocket::bind(config.listen).await.map_err(bind_error)?);
@@ -88,8 +91,10 @@ impl SideTransport {
             Transport::Tcp => {
                 let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
                 let local = listener.local_addr().map_err(bind_error)?;
-                let connections =
-                    Arc::new(TcpConnections { writers: Mutex::default(), receiver });
+                let connections = Arc::new(TcpConnections {
+                    writers: Mutex::default(),
+                    receiver,
+                });
                 tokio::spawn(tcp_accept_loop(listener, connections.clone()));
                 Ok((Self::Tcp(connections), local))
             }
@@ -128,7 +133,10 @@ impl TcpConnections {
     }
 
     fn remove(&self, remote: SocketAddr) {
-        self.writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&remote);
+        self.writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&remote);
     }
 }
 
@@ -171,8 +179,18 @@ async fn tcp_accept_loop(listener: TcpListener, connections: Arc<TcpConnections>
             continue;
         }
         let (writer, queue) = mpsc::channel(CONNECTION_QUEUE);
-        connections.writers.lock().unwrap_or_else(|p| p.into_inner()).insert(remote, writer.clone());
-        tokio::spawn(serve_connection(stream, remote, writer, queue, connections.clone()));
+        connections
+            .writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(remote, writer.clone());
+        tokio::spawn(serve_connection(
+            stream,
+            remote,
+            writer,
+            queue,
+            connections.clone(),
+        ));
     }
 }
 
@@ -280,7 +298,11 @@ impl Receiver {
     }
 
     async fn hand_on(&self, source: SocketAddr, message: Message) -> Option<Bytes> {
-        let inbound = Inbound { side: self.side, source, message };
+        let inbound = Inbound {
+            side: self.side,
+            source,
+            message,
+        };
         // The core has stopped only when the daemon is shutting down.
         let _ = self.events.send(inbound).await;
         None

@@ -109,7 +109,11 @@ impl ConfigError {
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |tail| tail.chars().count())
+        + 1;
     (line, column)
 }
 
@@ -397,7 +401,9 @@ impl Config {
             if listener.address.port() == 0 {
                 return Err(ConfigError::key(listener.key, "the port must not be 0"));
             }
-            let earlier = listeners[..index].iter().find(|other| clashes(listener, other));
+            let earlier = listeners[..index]
+                .iter()
+                .find(|other| clashes(listener, other));
             if let Some(other) = earlier {
                 let reason = format!("{} is already taken by {}", listener.address, other.key);
                 return Err(ConfigError::key(listener.key, reason));
@@ -466,7 +472,12 @@ impl Media {
             let reason = "must be above media.port_min (one call leg needs two ports)";
             return Err(ConfigError::key("media.port_max", reason));
         }
-        within("media.rtp_timeout_seconds", self.rtp_timeout_seconds, 1, 86_400)?;
+        within(
+            "media.rtp_timeout_seconds",
+            self.rtp_timeout_seconds,
+            1,
+            86_400,
+        )?;
         within("media.tap_queue_packets", self.tap_queue_packets, 1, 65_536)
     }
 }
@@ -475,7 +486,12 @@ impl Sip {
     fn validate(&self) -> Result<(), ConfigError> {
         within("sip.t1_ms", self.t1_ms, 10, 10_000)?;
         // RFC 4028 forbids session intervals below 90 seconds.
-        within("sip.session_expires_seconds", self.session_expires_seconds, 90, 86_400)
+        within(
+            "sip.session_expires_seconds",
+            self.session_expires_seconds,
+            90,
+            86_400,
+        )
     }
 }
 
@@ -496,7 +512,10 @@ impl Policy {
         for (index, extension) in self.personal_extensions.iter().enumerate() {
             if extension.is_empty() || extension.contains(char::is_whitespace) {
                 let key = format!("policy.personal_extensions[{index}]");
-                return Err(ConfigError::key(key, "must be an extension such as \"205\""));
+                return Err(ConfigError::key(
+                    key,
+                    "must be an extension such as \"205\"",
+                ));
             }
         }
         Ok(())
@@ -564,10 +583,17 @@ mod tests {
     fn embedded_default_is_valid_and_on_loopback() {
         let config = parse(EMBEDDED_DEFAULT).unwrap();
         for listener in config.listeners() {
-            assert!(listener.address.ip().is_loopback(), "{} is not loopback", listener.key);
+            assert!(
+                listener.address.ip().is_loopback(),
+                "{} is not loopback",
+                listener.key
+            );
         }
         assert_eq!(config.storage.data_dir, Path::new("./callvault-data"));
-        assert_eq!((config.media.port_min, config.media.port_max), (40000, 40999));
+        assert_eq!(
+            (config.media.port_min, config.media.port_max),
+            (40000, 40999)
+        );
     }
 
     #[test]
@@ -609,13 +635,21 @@ mod tests {
     fn wrong_enum_value_names_key_and_choices() {
         let (key, reason) = key_error(&with("[storage]\nformat = \"flac\""));
         assert_eq!(key, "storage.format");
-        assert!(reason.contains("`opus`") && reason.contains("`wav`"), "{reason}");
+        assert!(
+            reason.contains("`opus`") && reason.contains("`wav`"),
+            "{reason}"
+        );
     }
 
     #[test]
     fn odd_port_min_must_be_even() {
         let error = parse(&with("[media]\nport_min = 30001")).unwrap_err();
-        assert!(error.to_string().starts_with("media.port_min: must be even"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("media.port_min: must be even"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -634,7 +668,8 @@ mod tests {
     #[test]
     fn retention_outside_one_to_120_months_is_refused() {
         for months in [0, 121] {
-            let (key, reason) = key_error(&with(&format!("[storage]\nretention_months = {months}")));
+            let (key, reason) =
+                key_error(&with(&format!("[storage]\nretention_months = {months}")));
             assert_eq!(key, "storage.retention_months");
             assert!(reason.contains("between 1 and 120"), "{reason}");
         }
@@ -722,7 +757,10 @@ mod tests {
     #[test]
     fn syntax_error_gives_line_and_column() {
         let error = parse("[pbx]\nlisten = \n").unwrap_err();
-        assert!(matches!(error, ConfigError::Syntax { line: 2, .. }), "{error:?}");
+        assert!(
+            matches!(error, ConfigError::Syntax { line: 2, .. }),
+            "{error:?}"
+        );
         assert!(!error.to_string().contains('\n'), "{error}");
     }
 

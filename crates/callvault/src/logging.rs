@@ -17,7 +17,9 @@ pub(crate) fn init(log: &Log) -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
 
     let installed = match log.format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     installed.map_err(|error| anyhow!(error).context("cannot install the logger"))

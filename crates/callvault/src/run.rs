@@ -26,10 +26,10 @@ pub(crate) fn run(config: Config, source: &Source) -> anyhow::Result<()> {
         .thread_name("callvault")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, source))
+    runtime.block_on(daemon(config, source))
 }
 
-async fn serve(config: Config, source: &Source) -> anyhow::Result<()> {
+async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     info!(config = %source, version = env!("CARGO_PKG_VERSION"), "callvault starting");
     let b2bua = b2bua_config(&config).await?;
     tokio::fs::create_dir_all(&b2bua.state_dir)
@@ -189,7 +189,10 @@ impl Signals {
                     let _ = sender.send(());
                 }
                 None => {
-                    warn!(signal = name, "second stop signal: exiting without a clean shutdown");
+                    warn!(
+                        signal = name,
+                        "second stop signal: exiting without a clean shutdown"
+                    );
                     std::process::exit(1);
                 }
             }
@@ -233,7 +236,10 @@ mod tests {
         let mut config = loopback_config();
         config.pbx.peer = config::HostPort::try_from("[::1]:5070".to_owned()).unwrap();
         let error = side_config("pbx", &config.pbx).await.unwrap_err();
-        assert!(format!("{error:#}").starts_with("pbx.peer: [::1]:5070 has no IPv4"), "{error:#}");
+        assert!(
+            format!("{error:#}").starts_with("pbx.peer: [::1]:5070 has no IPv4"),
+            "{error:#}"
+        );
     }
 
     #[tokio::test]

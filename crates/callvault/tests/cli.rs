@@ -5,11 +5,14 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use support::{callvault_command, Callvault, TempDir, TestConfig, STARTED_LINE, STOP_TIMEOUT};
+use support::callvault::{callvault_binary, callvault_command, Callvault};
+use support::config::TestConfig;
+use support::temp::TempDir;
+use support::{STARTED_LINE, STARTUP_TIMEOUT, STOP_TIMEOUT};
 
 /// Every TOML block of a Markdown file, in order.
 fn toml_blocks(markdown: &Path) -> Vec<String> {
-    let text = fs::read_to_string(markdown).unwrap();
+    let text = fs::read_to_string(markdown).expect("the documents with examples exist");
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -31,9 +34,12 @@ fn example_configs(dir: &TempDir) -> Vec<PathBuf> {
     let root = support::workspace_root();
     let fixtures = root.join("fixtures/config");
     let mut paths: Vec<PathBuf> = fs::read_dir(&fixtures)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .expect("fixtures/config exists")
+        .map(|entry| entry.expect("fixtures/config is readable").path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
         .collect();
     paths.push(root.join("crates/callvault/src/default.toml"));
 
@@ -57,7 +63,8 @@ fn stderr(output: &std::process::Output) -> String {
 /// Runs check-config on a variant of a valid config; returns its error line.
 fn check_config_error(dir: &TempDir, name: &str, text: &str) -> String {
     let path = dir.write(name, text);
-    let output = callvault_command(&["check-config", path.to_str().unwrap()]);
+    let path = path.to_str().expect("temporary paths are UTF-8");
+    let output = callvault_command(&["check-config", path]);
     let error = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{name}: {error}");
     assert!(stdout(&output).is_empty(), "{name}: {}", stdout(&output));
@@ -77,7 +84,12 @@ fn check_config_accepts_every_example_config() {
 
     for path in examples {
         let output = callvault_command(&["check-config", path.to_str().unwrap()]);
-        assert!(output.status.success(), "{}: {}", path.display(), stderr(&output));
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            path.display(),
+            stderr(&output)
+        );
         assert_eq!(stdout(&output), format!("{}: ok\n", path.display()));
     }
 }
@@ -96,7 +108,10 @@ fn check_config_names_an_unknown_key() {
     let dir = TempDir::new("unknown-key");
     let text = valid_config(&dir).replace("port_min", "port_minimum");
     let error = check_config_error(&dir, "unknown.toml", &text);
-    assert!(error.contains("unknown.toml: media.port_minimum: unknown field"), "{error}");
+    assert!(
+        error.contains("unknown.toml: media.port_minimum: unknown field"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -104,12 +119,36 @@ fn check_config_names_key_and_reason_for_bad_values() {
     let dir = TempDir::new("bad-values");
     let valid = valid_config(&dir);
     let cases = [
-        ("[media]\n", "[media]\nrtp_timeout_seconds = 0\n", "media.rtp_timeout_seconds: must be"),
-        ("[storage]\n", "[storage]\nformat = \"mp3\"\n", "storage.format: unknown variant `mp3`"),
-        ("[storage]\n", "[storage]\nchannels = \"quad\"\n", "storage.channels: unknown variant"),
-        ("[storage]\n", "[storage]\nretention_months = 240\n", "storage.retention_months: must"),
-        ("transport = \"udp\"", "transport = \"sctp\"", "pbx.transport: unknown variant"),
-        ("[log]\n", "[log]\nshow_numbers = \"yes\"\n", "log.show_numbers: invalid type"),
+        (
+            "[media]\n",
+            "[media]\nrtp_timeout_seconds = 0\n",
+            "media.rtp_timeout_seconds: must be",
+        ),
+        (
+            "[storage]\n",
+            "[storage]\nformat = \"mp3\"\n",
+            "storage.format: unknown variant `mp3`",
+        ),
+        (
+            "[storage]\n",
+            "[storage]\nchannels = \"quad\"\n",
+            "storage.channels: unknown variant",
+        ),
+        (
+            "[storage]\n",
+            "[storage]\nretention_months = 240\n",
+            "storage.retention_months: must",
+        ),
+        (
+            "transport = \"udp\"",
+            "transport = \"sctp\"",
+            "pbx.transport: unknown variant",
+        ),
+        (
+            "[log]\n",
+            "[log]\nshow_numbers = \"yes\"\n",
+            "log.show_numbers: invalid type",
+        ),
     ];
     for (index, (from, to, expected)) in cases.into_iter().enumerate() {
         let text = valid.replacen(from, to, 1);
@@ -128,7 +167,7 @@ fn check_config_names_key_and_reason_for_bad_values() {
 fn errors_are_one_line_even_with_backtraces_enabled() {
     let dir = TempDir::new("backtrace");
     let path = dir.write("broken.toml", "[pbx\nlisten = 1\n");
-    let output = std::process::Command::new(support::callvault_binary())
+    let output = std::process::Command::new(callvault_binary())
         .args(["check-config", path.to_str().unwrap()])
         .env("RUST_BACKTRACE", "full")
         .env("RUST_LIB_BACKTRACE", "1")
@@ -137,7 +176,10 @@ fn errors_are_one_line_even_with_backtraces_enabled() {
     let error = stderr(&output);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(error.lines().count(), 1, "{error}");
-    assert!(error.starts_with("error: ") && error.contains("line 1"), "{error}");
+    assert!(
+        error.starts_with("error: ") && error.contains("line 1"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -146,7 +188,11 @@ fn check_config_reports_a_missing_file() {
     let path = dir.path().join("absent.toml");
     let output = callvault_command(&["check-config", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("absent.toml: No such file"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("absent.toml: No such file"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -156,29 +202,35 @@ fn run_refuses_a_bad_config_before_starting() {
     let path = dir.write("bad.toml", &text);
     let output = callvault_command(&["run", "--config", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("media.tap_queue_packets: must be"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("media.tap_queue_packets: must be"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn run_on_the_embedded_default_stops_cleanly_on_sigterm() {
     let dir = TempDir::new("default-run");
     let mut callvault = Callvault::spawn(&["run"], dir.path());
-    callvault.wait_for_log(STARTED_LINE, support::STARTUP_TIMEOUT);
+    callvault.wait_for_log(STARTED_LINE, STARTUP_TIMEOUT);
 
     callvault.signal("TERM");
     let status = callvault.wait_for_exit(STOP_TIMEOUT);
     assert_eq!(status.code(), Some(0), "{}", callvault.output());
-    assert!(callvault.output().contains("shutdown requested"), "{}", callvault.output());
+    assert!(
+        callvault.output().contains("shutdown requested"),
+        "{}",
+        callvault.output()
+    );
     assert!(dir.path().join("callvault-data/state").is_dir());
 }
 
 #[test]
-fn run_stops_cleanly_on_sigint() {
+fn run_binds_both_sides_and_stops_cleanly_on_sigint() {
     let dir = TempDir::new("sigint");
     let config = TestConfig::on_free_ports(&dir);
-    let path = config.write(&dir);
-    let mut callvault = Callvault::spawn(&["run", "--config", path.to_str().unwrap()], dir.path());
-    callvault.wait_for_log(STARTED_LINE, support::STARTUP_TIMEOUT);
+    let mut callvault = Callvault::start(&config, &dir);
 
     callvault.signal("INT");
     assert_eq!(callvault.wait_for_exit(STOP_TIMEOUT).code(), Some(0));
@@ -190,10 +242,10 @@ fn sighup_is_logged_and_keeps_the_daemon_running() {
     let dir = TempDir::new("sighup");
     let path = TestConfig::on_free_ports(&dir).write(&dir);
     let mut callvault = Callvault::spawn(&["run", "--config", path.to_str().unwrap()], dir.path());
-    callvault.wait_for_log(STARTED_LINE, support::STARTUP_TIMEOUT);
+    callvault.wait_for_log(STARTED_LINE, STARTUP_TIMEOUT);
 
     callvault.signal("HUP");
-    callvault.wait_for_log("reload requested", support::STARTUP_TIMEOUT);
+    callvault.wait_for_log("reload requested", STARTUP_TIMEOUT);
     assert!(callvault.is_running(), "{}", callvault.output());
 
     callvault.signal("TERM");
@@ -207,16 +259,19 @@ fn json_log_format_writes_one_object_per_line() {
     config.log_format = "json".to_owned();
     let path = config.write(&dir);
     let mut callvault = Callvault::spawn(&["run", "--config", path.to_str().unwrap()], dir.path());
-    callvault.wait_for_log(STARTED_LINE, support::STARTUP_TIMEOUT);
+    callvault.wait_for_log(STARTED_LINE, STARTUP_TIMEOUT);
     callvault.signal("TERM");
     callvault.wait_for_exit(STOP_TIMEOUT);
 
     let output = callvault.output();
     let mut messages = Vec::new();
     for line in output.lines().filter(|line| !line.trim().is_empty()) {
-        let object: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
         messages.extend(object["fields"]["message"].as_str().map(str::to_owned));
     }
-    assert!(messages.iter().any(|message| message == STARTED_LINE), "{output}");
+    assert!(
+        messages.iter().any(|message| message == STARTED_LINE),
+        "{output}"
+    );
 }

@@ -1,0 +1,379 @@
+//! Call flows through the real `callvault` binary, driven by SIPp on both sides.
+//!
+//! Each test starts callvault on free loopback ports, a SIPp UAS where callvault expects
+//! the callee's side (trunk or PBX) and a SIPp UAC where it expects the caller's, and
+//! asserts that both SIPp scenarios complete: every message each side expects arrives,
+//! in order, with what the scenario checks. The scenarios live in `fixtures/sipp/flows`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::callvault::Callvault;
+use support::config::TestConfig;
+use support::ports::Protocol;
+use support::rtp::{audio_port_in_log, payload, RtpPeer};
+use support::sipp::{Sipp, SippOutcome};
+use support::temp::TempDir;
+
+/// Which side places the call.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    /// The PBX calls out through the trunk.
+    Pbx,
+    /// The provider's call comes in to the PBX.
+    Trunk,
+}
+
+/// A call between two SIPp scenarios through one callvault.
+struct Flow {
+    dir: TempDir,
+    config: TestConfig,
+    callvault: Callvault,
+}
+
+impl Flow {
+    fn start(name: &str) -> Self {
+        Self::start_with(name, |_| {})
+    }
+
+    fn start_with(name: &str, adjust: impl FnOnce(&mut TestConfig)) -> Self {
+        let dir = TempDir::new(name);
+        let mut config = TestConfig::on_free_ports(&dir);
+        adjust(&mut config);
+        let callvault = Callvault::start(&config, &dir);
+        Self {
+            dir,
+            config,
+            callvault,
+        }
+    }
+
+    /// The caller's and callee's SIP addresses and the address callvault takes the
+    /// caller's INVITE on.
+    fn addresses(&self, caller: Caller) -> (SocketAddr, SocketAddr, SocketAddr) {
+        let c = &self.config;
+        match caller {
+            Caller::Pbx => (c.pbx_peer, c.trunk_peer, c.pbx_listen),
+            Caller::Trunk => (c.trunk_peer, c.pbx_peer, c.trunk_listen),
+        }
+    }
+
+    fn transports(&self, caller: Caller) -> (Protocol, Protocol) {
+        let c = &self.config;
+        match caller {
+            Caller::Pbx => (c.pbx_transport, c.trunk_transport),
+            Caller::Trunk => (c.trunk_transport, c.pbx_transport),
+        }
+    }
+
+    /// Runs `uac` against `uas` and returns both outcomes once both have ended.
+    fn call(
+        &self,
+        caller: Caller,
+        uac: &str,
+        uas: &str,
+        uac_args: &[&str],
+    ) -> (SippOutcome, SippOutcome) {
+        let (from, to, entry) = self.addresses(caller);
+        let (from_transport, to_transport) = self.transports(caller);
+        let uas = Sipp::uas(&format!("flows/{uas}.xml"), to)
+            .transport(to_transport)
+            .args(&["-set", "rtp", "40000", "-set", "sdpver", "1"])
+            .spawn(&self.dir);
+        let uac = Sipp::uac(&format!("flows/{uac}.xml"), from, entry)
+            .transport(from_transport)
+            .args(&[
+                "-s",
+                "07700900123",
+                "-set",
+                "caller",
+                "205",
+                "-set",
+                "rtp",
+                "40002",
+            ])
+            .args(&["-set", "sdpver", "1", "-d", "500"])
+            .args(uac_args)
+            .run(&self.dir);
+        (uac, uas.wait())
+    }
+}
+
+fn assert_both_succeed(flow: &Flow, (uac, uas): &(SippOutcome, SippOutcome)) {
+    assert!(
+        uac.succeeded() && uas.succeeded(),
+        "UAC:\n{}\nUAS:\n{}\ncallvault:\n{}",
+        uac.report(),
+        uas.report(),
+        flow.callvault.output()
+    );
+}
+
+#[test]
+fn outbound_call_is_answered_and_hung_up_by_the_caller() {
+    let flow = Flow::start("outbound-call");
+    let outcomes = flow.call(Caller::Pbx, "uac_call", "uas_answer", &[]);
+    assert_both_succeed(&flow, &outcomes);
+    let (_, uas) = &outcomes;
+    assert!(
+        !uas.messages.contains(&flow.config.pbx_peer.to_string()),
+        "the PBX's address leaked to the trunk"
+    );
+}
+
+#[test]
+fn inbound_call_is_answered_and_hung_up_by_the_caller() {
+    let flow = Flow::start("inbound-call");
+    let outcomes = flow.call(Caller::Trunk, "uac_call", "uas_answer", &[]);
+    assert_both_succeed(&flow, &outcomes);
+}
+
+#[test]
+fn bye_from_the_callee_reaches_the_caller() {
+    let flow = Flow::start("callee-bye");
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_wait_bye", "uas_send_bye", &[]);
+        assert_both_succeed(&flow, &outcomes);
+    }
+}
+
+#[test]
+fn cancel_before_answer_reaches_the_callee() {
+    let flow = Flow::start("cancel");
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_cancel", "uas_ring_cancel", &[]);
+        assert_both_succeed(&flow, &outcomes);
+    }
+}
+
+#[test]
+fn answer_crossing_a_cancel_is_acked_and_hung_up() {
+    let flow = Flow::start("cancel-race");
+    let outcomes = flow.call(Caller::Pbx, "uac_cancel", "uas_answer_despite_cancel", &[]);
+    assert_both_succeed(&flow, &outcomes);
+}
+
+#[test]
+fn busy_callee_is_reported_to_the_caller() {
+    let flow = Flow::start("busy");
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_rejected", "uas_busy", &[]);
+        assert_both_succeed(&flow, &outcomes);
+    }
+}
+
+#[test]
+fn hold_and_resume_by_reinvite_pass_through() {
+    let flow = Flow::start("hold");
+    let outcomes = flow.call(Caller::Pbx, "uac_hold", "uas_hold", &[]);
+    assert_both_succeed(&flow, &outcomes);
+}
+
+#[test]
+fn early_media_with_prack_passes_through() {
+    let flow = Flow::start("prack");
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_prack", "uas_prack", &[]);
+        assert_both_succeed(&flow, &outcomes);
+    }
+}
+
+#[test]
+fn info_update_options_refer_notify_and_session_refresh_pass_through() {
+    let flow = Flow::start("mid-call");
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_midcall", "uas_midcall", &[]);
+        assert_both_succeed(&flow, &outcomes);
+    }
+}
+
+#[test]
+fn calls_run_over_tcp() {
+    let flow = Flow::start_with("tcp", |config| {
+        config.pbx_transport = Protocol::Tcp;
+        config.trunk_transport = Protocol::Tcp;
+    });
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_call", "uas_answer", &[]);
+        assert_both_succeed(&flow, &outcomes);
+        let (_, uas) = &outcomes;
+        assert!(uas.messages.contains("SIP/2.0/TCP"), "{}", uas.report());
+    }
+}
+
+#[test]
+fn silent_media_ends_the_call_with_bye_on_both_sides() {
+    let flow = Flow::start_with("rtp-timeout", |config| {
+        config.rtp_timeout_seconds = Some(2);
+    });
+    let outcomes = flow.call(Caller::Pbx, "uac_wait_bye", "uas_answer", &[]);
+    assert_both_succeed(&flow, &outcomes);
+    assert!(
+        flow.callvault.output().contains("media timeout"),
+        "{}",
+        flow.callvault.output()
+    );
+}
+
+#[test]
+fn rtp_payloads_cross_unchanged_both_ways() {
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let flow = Flow::start("rtp");
+        check_rtp_both_ways(&flow, caller);
+    }
+}
+
+/// Streams known payloads from test-owned RTP endpoints on each side of a call and
+/// compares what arrives on the other side, packet for packet.
+fn check_rtp_both_ways(flow: &Flow, caller: Caller) {
+    let audio = std::fs::read(support::sipp_fixtures().join("speech.ulaw")).unwrap();
+    let frames: Vec<&[u8]> = audio.chunks_exact(160).take(50).collect();
+    let (caller_rtp, callee_rtp) = (RtpPeer::bind(), RtpPeer::bind());
+    let (from, to, entry) = flow.addresses(caller);
+    let uas = Sipp::uas("flows/uas_answer.xml", to)
+        .args(&[
+            "-set",
+            "rtp",
+            &callee_rtp.port().to_string(),
+            "-set",
+            "sdpver",
+            "1",
+        ])
+        .spawn(&flow.dir);
+    let uac = Sipp::uac("flows/uac_call.xml", from, entry)
+        .args(&[
+            "-s",
+            "07700900123",
+            "-set",
+            "caller",
+            "205",
+            "-set",
+            "sdpver",
+            "1",
+        ])
+        .args(&["-set", "rtp", &caller_rtp.port().to_string(), "-d", "4000"])
+        .spawn(&flow.dir);
+
+    // The caller's log holds its own offer, then callvault's answer; the callee's log
+    // starts with callvault's offer.
+    let wait = Duration::from_secs(15);
+    let toward_caller_side = audio_port_in_log(uac.messages_log(), 1, wait).expect("answer SDP");
+    let toward_callee_side = audio_port_in_log(uas.messages_log(), 0, wait).expect("offer SDP");
+    let caller_side: SocketAddr = (entry.ip(), toward_caller_side).into();
+    let callee_side: SocketAddr = (entry.ip(), toward_callee_side).into();
+    std::thread::scope(|scope| {
+        let gap = Duration::from_millis(10);
+        scope.spawn(|| caller_rtp.send_stream(caller_side, &frames, 0x1111_1111, gap));
+        scope.spawn(|| callee_rtp.send_stream(callee_side, &frames, 0x2222_2222, gap));
+    });
+    let at_callee = callee_rtp.wait_for(frames.len(), Duration::from_secs(5));
+    let at_caller = caller_rtp.wait_for(frames.len(), Duration::from_secs(5));
+
+    for (received, ssrc) in [(&at_callee, 0x1111_1111_u32), (&at_caller, 0x2222_2222)] {
+        assert_eq!(
+            received.len(),
+            frames.len(),
+            "packets lost ({caller:?} calling)"
+        );
+        for (packet, frame) in received.iter().zip(&frames) {
+            assert_eq!(payload(packet), *frame, "payload changed");
+            assert_eq!(packet[8..12], ssrc.to_be_bytes(), "SSRC changed");
+        }
+    }
+    let (uac, uas) = (uac.wait(), uas.wait());
+    assert_both_succeed(flow, &(uac, uas));
+}
+
+#[test]
+fn registration_challenge_passes_end_to_end_and_routes_inbound_calls() {
+    let flow = Flow::start("register");
+    let c = &flow.config;
+    let registrar = Sipp::uas("flows/uas_registrar.xml", c.trunk_peer)
+        .label("registrar")
+        .spawn(&flow.dir);
+    let register = Sipp::uac("flows/uac_register.xml", c.pbx_peer, c.pbx_listen)
+        .label("register")
+        .args(&["-set", "caller", "205"])
+        .run(&flow.dir);
+    let registrar = registrar.wait();
+    assert!(
+        register.succeeded() && registrar.succeeded(),
+        "{}\n{}",
+        register.report(),
+        registrar.report()
+    );
+
+    let bindings = std::fs::read_to_string(c.data_dir.join("state/registrations.json")).unwrap();
+    let token = bindings
+        .split('"')
+        .find(|s| s.starts_with("cv-"))
+        .expect("a binding")
+        .to_owned();
+    let pbx = Sipp::uas("flows/uas_answer.xml", c.pbx_peer)
+        .label("pbx")
+        .args(&["-set", "rtp", "40000", "-set", "sdpver", "1"])
+        .spawn(&flow.dir);
+    let provider = Sipp::uac("flows/uac_call.xml", c.trunk_peer, c.trunk_listen)
+        .label("provider")
+        .args(&[
+            "-s",
+            &token,
+            "-set",
+            "caller",
+            "07700900123",
+            "-set",
+            "rtp",
+            "40002",
+        ])
+        .args(&["-set", "sdpver", "1", "-d", "300"])
+        .run(&flow.dir);
+    let pbx = pbx.wait();
+    let routed = pbx.messages.contains("INVITE sip:205@");
+    let report = pbx.report();
+    assert_both_succeed(&flow, &(provider, pbx));
+    assert!(routed, "not sent to the registered Contact\n{report}");
+}
+
+#[test]
+fn options_for_callvault_is_answered_and_strangers_are_ignored() {
+    let flow = Flow::start("options");
+    let c = &flow.config;
+    let socket = std::net::UdpSocket::bind((c.pbx_peer.ip(), 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let options = |to: SocketAddr, from: SocketAddr| {
+        format!(
+            "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-t1\r\n\
+             From: <sip:probe@{from}>;tag=1\r\nTo: <sip:{to}>\r\nCall-ID: probe-1\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let from = socket.local_addr().unwrap();
+    socket
+        .send_to(options(c.pbx_listen, from).as_bytes(), c.pbx_listen)
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buffer).expect("an answer to OPTIONS");
+    assert!(
+        buffer[..n].starts_with(b"SIP/2.0 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
+
+    // 127.0.0.2 is on loopback but is neither the PBX nor the trunk.
+    let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let from = stranger.local_addr().unwrap();
+    stranger
+        .send_to(options(c.pbx_listen, from).as_bytes(), c.pbx_listen)
+        .unwrap();
+    assert!(
+        stranger.recv_from(&mut buffer).is_err(),
+        "a stranger got an answer"
+    );
+}
