@@ -10,7 +10,9 @@ use tracing::{debug, info};
 use crate::call::{CallRef, InviteMap, Phase, Unacked};
 use crate::core::{ensure_to_tag, Core, Purpose, TransactionRef};
 use crate::hook::EndReason;
-use crate::rewrite::{copy_end_to_end, has_sdp, new_call_id, new_tag, next_max_forwards};
+use crate::rewrite::{
+    copy_end_to_end, has_sdp, new_call_id, new_tag, next_max_forwards, readdress, readdress_header,
+};
 
 impl Core {
     /// A new INVITE: a new call, relayed to the other side.
@@ -83,12 +85,21 @@ impl Core {
                 .unwrap_or(70)
                 .to_string(),
         );
+        // A From or To that names the peer or callvault on the sending side would show
+        // that side's addresses to the other; they are re-addressed to callvault's and
+        // the other peer's.
         if let Ok(mut from_header) = request.headers.from() {
             from_header.params.set("tag", Some(tag));
-            out.headers.push("From", from_header.to_string());
+            let from_header = from_header.to_string();
+            out.headers.push(
+                "From",
+                readdress_header(&from_header, self.peer[from], local.address),
+            );
         }
         if let Some(to) = request.headers.get("To") {
-            out.headers.push("To", to);
+            let ours = self.local[from].address;
+            out.headers
+                .push("To", readdress_header(to, ours, self.peer[to_side]));
         }
         out.headers.push("Call-ID", call_id);
         if let Ok(cseq) = request.headers.cseq() {
@@ -109,25 +120,8 @@ impl Core {
         if let Some(contact) = self.registrar.contact_for(uri) {
             return contact;
         }
-        let ours = self.local[from].address;
-        let Some((scheme, rest)) = uri.split_once(':') else {
-            return uri.to_owned();
-        };
-        let (user, host_part) = match rest.split_once('@') {
-            Some((user, host)) => (Some(user), host),
-            None => (None, rest),
-        };
-        let host_end = host_part.find([';', '?']).unwrap_or(host_part.len());
-        let host = &host_part[..host_end];
-        let is_ours = host == ours.to_string() || host == ours.ip().to_string();
-        if !is_ours {
-            return uri.to_owned();
-        }
-        let peer = self.peer[from.other()];
-        match user {
-            Some(user) => format!("{scheme}:{user}@{peer}"),
-            None => format!("{scheme}:{peer}"),
-        }
+        readdress(uri, self.local[from].address, self.peer[from.other()])
+            .unwrap_or_else(|| uri.to_owned())
     }
 
     /// A request inside a call's dialog, relayed to the other leg.

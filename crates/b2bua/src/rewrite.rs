@@ -75,6 +75,28 @@ fn transport_name(transport: Transport) -> &'static str {
     }
 }
 
+/// `uri` re-addressed to `to` when it points at `at`: the same IP, and the same port or
+/// none. Anything else, including a host name or a `tel:` URI, is left alone.
+pub(crate) fn readdress(uri: &str, at: SocketAddr, to: SocketAddr) -> Option<String> {
+    let sip = callvault_sip::SipUri::parse(uri).ok()?;
+    let same_port = sip.port().is_none_or(|port| port == at.port());
+    (sip.ip() == Some(at.ip()) && same_port).then(|| sip.with_socket_addr(to).as_str().to_owned())
+}
+
+/// A From or To value with its URI re-addressed as `readdress` does.
+pub(crate) fn readdress_header(value: &str, at: SocketAddr, to: SocketAddr) -> String {
+    let Ok(mut name_addr) = callvault_sip::NameAddr::parse(value) else {
+        return value.to_owned();
+    };
+    match readdress(&name_addr.uri, at, to) {
+        Some(uri) => {
+            name_addr.uri = uri;
+            name_addr.to_string()
+        }
+        None => value.to_owned(),
+    }
+}
+
 /// Copies every end-to-end header of `from` to the end of `to`.
 pub(crate) fn copy_end_to_end(from: &Headers, to: &mut Headers) {
     for header in from.iter() {
@@ -166,6 +188,26 @@ mod tests {
         assert_eq!(next_max_forwards(&headers), Err(HopError::TooManyHops));
         headers.set("Max-Forwards", "many");
         assert_eq!(next_max_forwards(&headers), Err(HopError::Invalid));
+    }
+
+    #[test]
+    fn only_uris_pointing_at_the_address_are_readdressed() {
+        let (at, to) = (
+            "192.0.2.10:5060".parse().unwrap(),
+            "198.51.100.1:5062".parse().unwrap(),
+        );
+        let moved = readdress("sip:205@192.0.2.10:5060;user=phone", at, to);
+        assert_eq!(
+            moved.as_deref(),
+            Some("sip:205@198.51.100.1:5062;user=phone")
+        );
+        assert_eq!(
+            readdress("sip:205@192.0.2.10", at, to).as_deref(),
+            Some("sip:205@198.51.100.1:5062")
+        );
+        assert_eq!(readdress("sip:205@192.0.2.10:5070", at, to), None);
+        assert_eq!(readdress("sip:205@provider.example", at, to), None);
+        assert_eq!(readdress("tel:+447700900123", at, to), None);
     }
 
     #[test]

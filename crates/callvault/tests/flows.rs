@@ -263,8 +263,8 @@ fn check_rtp_both_ways(flow: &Flow, caller: Caller) {
     let toward_callee_side = audio_port_in_log(uas.messages_log(), 0, wait).expect("offer SDP");
     let caller_side: SocketAddr = (entry.ip(), toward_caller_side).into();
     let callee_side: SocketAddr = (entry.ip(), toward_callee_side).into();
+    let gap = Duration::from_millis(10);
     std::thread::scope(|scope| {
-        let gap = Duration::from_millis(10);
         scope.spawn(|| caller_rtp.send_stream(caller_side, &frames, 0x1111_1111, gap));
         scope.spawn(|| callee_rtp.send_stream(callee_side, &frames, 0x2222_2222, gap));
     });
