@@ -351,11 +351,8 @@ impl Core {
                     self.relay_to_caller(id, server, response).await;
                 }
             }
-            200..=299 if cancelled => {
-                self.answered_after_cancel(id, client, server, &response)
-                    .await
-            }
-            200..=299 => self.on_answer(id, client, server, response).await,
+            200..=299 if cancelled => self.answered_after_cancel(id, server, &response).await,
+            200..=299 => self.on_answer(id, server, response).await,
             _ => {
                 let reason = if cancelled {
                     EndReason::Cancelled
@@ -407,13 +404,7 @@ impl Core {
         }
     }
 
-    async fn on_answer(
-        &mut self,
-        id: CallRef,
-        client: &TransactionRef,
-        server: &TransactionRef,
-        response: Response,
-    ) {
+    async fn on_answer(&mut self, id: CallRef, server: &TransactionRef, response: Response) {
         let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
         if let Some(call) = self.calls.get_mut(&id) {
             call.phase = Phase::Answered;
@@ -427,7 +418,6 @@ impl Core {
             let tap = self.hook.on_answer(&call.info);
             call.media.set_tap(tap);
         }
-        let _ = client;
         self.relay_to_caller(id, server, response).await;
     }
 
@@ -436,7 +426,6 @@ impl Core {
     async fn answered_after_cancel(
         &mut self,
         id: CallRef,
-        client: &TransactionRef,
         server: &TransactionRef,
         response: &Response,
     ) {
@@ -452,7 +441,6 @@ impl Core {
                 self.send_bye(id, side).await;
             }
         }
-        let _ = client;
         self.respond_with_status(server, 487, "Request Terminated")
             .await;
         self.end_call(id, EndReason::Cancelled);

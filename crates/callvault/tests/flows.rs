@@ -228,7 +228,7 @@ fn rtp_payloads_cross_unchanged_both_ways() {
 /// Streams known payloads from test-owned RTP endpoints on each side of a call and
 /// compares what arrives on the other side, packet for packet.
 fn check_rtp_both_ways(flow: &Flow, caller: Caller) {
-    let audio = std::fs::read(support::sipp_fixtures().join("speech.ulaw")).unwrap();
+    let audio = std::fs::read(support::sipp_fixtures().join("speech.ulaw")).expect("fixture audio");
     let frames: Vec<&[u8]> = audio.chunks_exact(160).take(50).collect();
     let (caller_rtp, callee_rtp) = (RtpPeer::bind(), RtpPeer::bind());
     let (from, to, entry) = flow.addresses(caller);
