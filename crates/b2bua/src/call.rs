@@ -195,9 +195,10 @@ impl Core {
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
+        let active_calls = self.calls.len();
         call.span.in_scope(|| {
             let stats = call.media.stats();
-            info!(?reason, ?stats, "call ended");
+            info!(?reason, active_calls, ?stats, "call ended");
         });
         self.hook.on_end(&call.info, reason);
         self.call_index

@@ -18,7 +18,7 @@ use callvault_sip::transaction::{
 use callvault_sip::{Message, Method, Request, Response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 use crate::call::{Call, CallRef};
 use crate::hook::CallHook;
@@ -88,6 +88,7 @@ pub(crate) struct Core {
     pub timers: TimerConfig,
     pub rtp_timeout: Duration,
     pub registrar: Registrar,
+    pub transport_stats: Arc<crate::transport::TransportStats>,
     pub servers: HashMap<TransactionRef, Server>,
     pub clients: HashMap<TransactionRef, Client>,
     pub calls: HashMap<CallRef, Call>,
@@ -123,6 +124,21 @@ impl Core {
             }
         }
         self.end_all_calls().await;
+        self.log_totals();
+    }
+
+    /// What an operator wants to know when the daemon stops.
+    fn log_totals(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let media = self.media.stats();
+        info!(
+            sip_from_strangers = self.transport_stats.strangers.load(Relaxed),
+            sip_malformed = self.transport_stats.malformed.load(Relaxed),
+            rtp_packets_relayed = media.packets_relayed,
+            rtp_packets_dropped = media.packets_dropped,
+            tap_drops = media.tap_drops,
+            "b2bua stopped"
+        );
     }
 
     async fn on_inbound(&mut self, inbound: Inbound) {

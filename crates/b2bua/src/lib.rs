@@ -104,6 +104,7 @@ async fn start(
         },
         rtp_timeout: config.rtp_timeout,
         registrar: registrar::Registrar::load(&config.state_dir),
+        transport_stats: stats,
         servers: HashMap::new(),
         clients: HashMap::new(),
         calls: HashMap::new(),

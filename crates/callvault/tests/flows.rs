@@ -287,8 +287,8 @@ fn check_rtp_both_ways(flow: &Flow, caller: Caller) {
 }
 
 #[test]
-fn registration_challenge_passes_end_to_end_and_routes_inbound_calls() {
-    let flow = Flow::start("register");
+fn registration_passes_its_challenge_and_routes_inbound_calls_after_a_restart() {
+    let mut flow = Flow::start("register");
     let c = &flow.config;
     let registrar = Sipp::uas("flows/uas_registrar.xml", c.trunk_peer)
         .label("registrar")
@@ -305,12 +305,22 @@ fn registration_challenge_passes_end_to_end_and_routes_inbound_calls() {
         registrar.report()
     );
 
+    // The binding must survive a restart of the daemon.
+    flow.callvault.signal("TERM");
+    flow.callvault.wait_for_exit(support::STOP_TIMEOUT);
+    flow.callvault = Callvault::start(&flow.config, &flow.dir);
+    let c = &flow.config;
+
     let bindings = std::fs::read_to_string(c.data_dir.join("state/registrations.json")).unwrap();
     let token = bindings
         .split('"')
         .find(|s| s.starts_with("cv-"))
         .expect("a binding")
         .to_owned();
+    assert!(flow
+        .callvault
+        .output()
+        .contains("registrations restored count=1"));
     let pbx = Sipp::uas("flows/uas_answer.xml", c.pbx_peer)
         .label("pbx")
         .args(&["-set", "rtp", "40000", "-set", "sdpver", "1"])
@@ -337,8 +347,8 @@ fn registration_challenge_passes_end_to_end_and_routes_inbound_calls() {
 }
 
 #[test]
-fn options_for_callvault_is_answered_and_strangers_are_ignored() {
-    let flow = Flow::start("options");
+fn options_is_answered_while_strangers_and_garbage_are_dropped_and_counted() {
+    let mut flow = Flow::start("options");
     let c = &flow.config;
     let socket = std::net::UdpSocket::bind((c.pbx_peer.ip(), 0)).unwrap();
     socket
@@ -375,5 +385,85 @@ fn options_for_callvault_is_answered_and_strangers_are_ignored() {
     assert!(
         stranger.recv_from(&mut buffer).is_err(),
         "a stranger got an answer"
+    );
+
+    // Garbage and an oversized datagram from the PBX harm nothing.
+    socket
+        .send_to(b"\x00\xffnot sip at all\r\n\r\n", c.pbx_listen)
+        .unwrap();
+    socket
+        .send_to(&vec![b'A'; 64 * 1024 - 100], c.pbx_listen)
+        .unwrap();
+    let from = socket.local_addr().unwrap();
+    socket
+        .send_to(options(c.pbx_listen, from).as_bytes(), c.pbx_listen)
+        .unwrap();
+    let (n, _) = socket.recv_from(&mut buffer).expect("still answering");
+    assert!(buffer[..n].starts_with(b"SIP/2.0 200 OK"));
+
+    flow.callvault.signal("TERM");
+    flow.callvault.wait_for_exit(support::STOP_TIMEOUT);
+    let log = flow.callvault.output();
+    assert!(
+        log.contains("sip_from_strangers=1 sip_malformed=2"),
+        "{log}"
+    );
+}
+
+/// Sends one request from the PBX's address and returns the status line answered.
+fn answer_to(flow: &Flow, request: &str) -> String {
+    let c = &flow.config;
+    let socket = std::net::UdpSocket::bind((c.pbx_peer.ip(), 0)).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let request = request.replace("{to}", &c.pbx_listen.to_string());
+    let from = socket.local_addr().expect("local address").to_string();
+    let request = request.replace("{from}", &from);
+    socket
+        .send_to(request.as_bytes(), c.pbx_listen)
+        .expect("send");
+    let mut buffer = [0u8; 4096];
+    loop {
+        let (n, _) = socket.recv_from(&mut buffer).expect("an answer");
+        let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 100") {
+            return text.lines().next().unwrap_or_default().to_owned();
+        }
+    }
+}
+
+const INVITE: &str = "INVITE sip:07700900123@{to} SIP/2.0\r\n\
+    Via: SIP/2.0/UDP {from};branch=z9hG4bK-loop-1\r\n\
+    {extra_via}From: <sip:205@{from}>;tag=1\r\nTo: <sip:07700900123@{to}>\r\n\
+    Call-ID: hops-1\r\nCSeq: 1 INVITE\r\nContact: <sip:205@{from}>\r\n\
+    Max-Forwards: {hops}\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn exhausted_max_forwards_and_loops_are_refused() {
+    let flow = Flow::start("hops");
+    let no_hops = INVITE.replace("{hops}", "0").replace("{extra_via}", "");
+    assert_eq!(answer_to(&flow, &no_hops), "SIP/2.0 483 Too Many Hops");
+
+    // A request that already passed callvault's trunk side has come back round.
+    let trunk = flow.config.trunk_listen;
+    let looped_via = format!("Via: SIP/2.0/UDP {trunk};branch=z9hG4bK-cv-abc;rport\r\n");
+    let looped = INVITE
+        .replace("{hops}", "60")
+        .replace("{extra_via}", &looped_via);
+    assert_eq!(answer_to(&flow, &looped), "SIP/2.0 482 Loop Detected");
+}
+
+#[test]
+fn unanswered_invite_times_out_and_frees_the_call() {
+    let flow = Flow::start_with("timeout", |config| {
+        config.extra.push_str("[sip]\nt1_ms = 50\n")
+    });
+    let outcomes = flow.call(Caller::Pbx, "uac_timeout", "uas_silent", &[]);
+    assert_both_succeed(&flow, &outcomes);
+    let log = flow.callvault.output();
+    assert!(
+        log.contains("reason=TransactionTimeout active_calls=0"),
+        "{log}"
     );
 }
