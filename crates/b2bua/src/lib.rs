@@ -19,11 +19,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use callvault_media::{MediaEngine, RelayConfig, Side};
+use callvault_media::{MediaEngine, RelayConfig};
 use callvault_sip::transaction::TimerConfig;
 use tokio::sync::mpsc;
 use tracing::info;
 
+/// What a hook needs to mirror a call's media.
+pub use callvault_media::{tap, Side, Tap, TapPacket, TapReceiver};
 pub use config::{B2buaConfig, SideConfig, Transport};
 pub use hook::{CallDirection, CallHook, CallInfo, EndReason, MediaUpdate, NoRecording};
 pub use transport::TransportStats;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use support::callvault::Callvault;
 use support::config::TestConfig;
 use support::ports::Protocol;
-use support::rtp::{audio_port_in_log, payload, RtpPeer};
+use support::rtp::{audio_port_in_log, RtpCall, RtpPeer};
 use support::sipp::{Sipp, SippOutcome};
 use support::temp::TempDir;
 
@@ -225,65 +225,11 @@ fn rtp_payloads_cross_unchanged_both_ways() {
     }
 }
 
-/// Streams known payloads from test-owned RTP endpoints on each side of a call and
-/// compares what arrives on the other side, packet for packet.
 fn check_rtp_both_ways(flow: &Flow, caller: Caller) {
-    let audio = std::fs::read(support::sipp_fixtures().join("speech.ulaw")).expect("fixture audio");
-    let frames: Vec<&[u8]> = audio.chunks_exact(160).take(50).collect();
-    let (caller_rtp, callee_rtp) = (RtpPeer::bind(), RtpPeer::bind());
     let (from, to, entry) = flow.addresses(caller);
-    let uas = Sipp::uas("flows/uas_answer.xml", to)
-        .args(&[
-            "-set",
-            "rtp",
-            &callee_rtp.port().to_string(),
-            "-set",
-            "sdpver",
-            "1",
-        ])
-        .spawn(&flow.dir);
-    let uac = Sipp::uac("flows/uac_call.xml", from, entry)
-        .args(&[
-            "-s",
-            "07700900123",
-            "-set",
-            "caller",
-            "205",
-            "-set",
-            "sdpver",
-            "1",
-        ])
-        .args(&["-set", "rtp", &caller_rtp.port().to_string(), "-d", "4000"])
-        .spawn(&flow.dir);
-
-    // The caller's log holds its own offer, then callvault's answer; the callee's log
-    // starts with callvault's offer.
-    let wait = Duration::from_secs(15);
-    let toward_caller_side = audio_port_in_log(uac.messages_log(), 1, wait).expect("answer SDP");
-    let toward_callee_side = audio_port_in_log(uas.messages_log(), 0, wait).expect("offer SDP");
-    let caller_side: SocketAddr = (entry.ip(), toward_caller_side).into();
-    let callee_side: SocketAddr = (entry.ip(), toward_callee_side).into();
-    let gap = Duration::from_millis(10);
-    std::thread::scope(|scope| {
-        scope.spawn(|| caller_rtp.send_stream(caller_side, &frames, 0x1111_1111, gap));
-        scope.spawn(|| callee_rtp.send_stream(callee_side, &frames, 0x2222_2222, gap));
-    });
-    let at_callee = callee_rtp.wait_for(frames.len(), Duration::from_secs(5));
-    let at_caller = caller_rtp.wait_for(frames.len(), Duration::from_secs(5));
-
-    for (received, ssrc) in [(&at_callee, 0x1111_1111_u32), (&at_caller, 0x2222_2222)] {
-        assert_eq!(
-            received.len(),
-            frames.len(),
-            "packets lost ({caller:?} calling)"
-        );
-        for (packet, frame) in received.iter().zip(&frames) {
-            assert_eq!(payload(packet), *frame, "payload changed");
-            assert_eq!(packet[8..12], ssrc.to_be_bytes(), "SSRC changed");
-        }
-    }
-    let (uac, uas) = (uac.wait(), uas.wait());
-    assert_both_succeed(flow, &(uac, uas));
+    let call = RtpCall::run(&flow.dir, from, to, entry);
+    call.assert_relayed_unchanged();
+    assert_both_succeed(flow, &(call.uac, call.uas));
 }
 
 #[test]
@@ -457,7 +403,7 @@ fn exhausted_max_forwards_and_loops_are_refused() {
 #[test]
 fn unanswered_invite_times_out_and_frees_the_call() {
     let flow = Flow::start_with("timeout", |config| {
-        config.extra.push_str("[sip]\nt1_ms = 50\n")
+        config.extra.push_str("[sip]\nt1_ms = 50\n");
     });
     let outcomes = flow.call(Caller::Pbx, "uac_timeout", "uas_silent", &[]);
     assert_both_succeed(&flow, &outcomes);
@@ -466,4 +412,79 @@ fn unanswered_invite_times_out_and_frees_the_call() {
         log.contains("reason=TransactionTimeout active_calls=0"),
         "{log}"
     );
+}
+
+#[test]
+fn reinvite_with_a_new_media_address_moves_the_audio() {
+    let flow = Flow::start("move-media");
+    let c = &flow.config;
+    let (old_phone, new_phone, callee) = (RtpPeer::bind(), RtpPeer::bind(), RtpPeer::bind());
+    let uas = Sipp::uas("flows/uas_reinvite.xml", c.trunk_peer)
+        .args(&[
+            "-set",
+            "rtp",
+            &callee.port().to_string(),
+            "-set",
+            "sdpver",
+            "1",
+        ])
+        .spawn(&flow.dir);
+    let (old_port, new_port) = (old_phone.port().to_string(), new_phone.port().to_string());
+    let uac = Sipp::uac("flows/uac_move_media.xml", c.pbx_peer, c.pbx_listen)
+        .args(&[
+            "-s",
+            "07700900123",
+            "-set",
+            "caller",
+            "205",
+            "-set",
+            "sdpver",
+            "1",
+        ])
+        .args(&["-set", "rtp", &old_port, "-set", "rtp2", &new_port])
+        .spawn(&flow.dir);
+
+    let wait = Duration::from_secs(15);
+    let pbx_side = audio_port_in_log(uac.messages_log(), 1, wait).expect("answer SDP");
+    let trunk_side = audio_port_in_log(uas.messages_log(), 0, wait).expect("offer SDP");
+    let (pbx_side, trunk_side) = (
+        (c.pbx_listen.ip(), pbx_side),
+        (c.trunk_listen.ip(), trunk_side),
+    );
+    let frame = [0x55u8; 160];
+    let frames = [&frame[..]; 10];
+    let gap = Duration::from_millis(5);
+    old_phone.send_stream(pbx_side.into(), &frames, 1, gap);
+    callee.send_stream(trunk_side.into(), &frames, 2, gap);
+    assert_eq!(
+        old_phone.wait_for(10, wait).len(),
+        10,
+        "audio before the re-INVITE"
+    );
+
+    // The re-INVITE's answer is the fourth SDP in the caller's trace.
+    let answer = audio_port_in_log(uac.messages_log(), 3, wait).expect("re-INVITE answer");
+    assert_eq!(
+        (c.pbx_listen.ip(), answer),
+        pbx_side,
+        "callvault's port changed"
+    );
+    new_phone.send_stream(pbx_side.into(), &frames, 1, gap);
+    callee.send_stream(trunk_side.into(), &frames, 2, gap);
+    assert_eq!(
+        new_phone.wait_for(10, wait).len(),
+        10,
+        "audio after the re-INVITE"
+    );
+    assert_eq!(
+        old_phone.received().len(),
+        10,
+        "audio still sent to the old address"
+    );
+    assert_eq!(
+        callee.wait_for(20, wait).len(),
+        20,
+        "audio from both caller addresses"
+    );
+    assert_both_succeed(&flow, &(uac.wait(), uas.wait()));
 }

@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::sipp::{Sipp, SippOutcome};
+use super::temp::TempDir;
+
 /// Bytes of a minimal RTP header (RFC 3550 §5.1), no CSRCs, no extension.
 const HEADER: usize = 12;
 
@@ -123,5 +126,90 @@ pub(crate) fn audio_port_in_log(log: &Path, nth: usize, timeout: Duration) -> Op
             return port;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SSRCs of the test's two RTP endpoints.
+const CALLER_SSRC: u32 = 0x1111_1111;
+const CALLEE_SSRC: u32 = 0x2222_2222;
+
+/// A call whose RTP both ways came from the test's own endpoints.
+pub(crate) struct RtpCall {
+    /// What each side sent, 160-byte PCMU frames of `speech.ulaw`.
+    pub(crate) frames: Vec<Vec<u8>>,
+    /// Whole RTP packets as they arrived at the callee and at the caller.
+    pub(crate) at_callee: Vec<Vec<u8>>,
+    pub(crate) at_caller: Vec<Vec<u8>>,
+    pub(crate) uac: SippOutcome,
+    pub(crate) uas: SippOutcome,
+}
+
+impl RtpCall {
+    /// Places a call from SIPp at `from` through callvault's `entry` to SIPp at `to`,
+    /// and streams 50 frames each way between RTP endpoints the test owns.
+    pub(crate) fn run(dir: &TempDir, from: SocketAddr, to: SocketAddr, entry: SocketAddr) -> Self {
+        let audio = std::fs::read(super::sipp_fixtures().join("speech.ulaw")).expect("audio");
+        let frames: Vec<Vec<u8>> = audio
+            .chunks_exact(160)
+            .take(50)
+            .map(<[u8]>::to_vec)
+            .collect();
+        let (caller_rtp, callee_rtp) = (RtpPeer::bind(), RtpPeer::bind());
+        let callee_port = callee_rtp.port().to_string();
+        let uas = Sipp::uas("flows/uas_answer.xml", to)
+            .args(&["-set", "rtp", &callee_port, "-set", "sdpver", "1"])
+            .spawn(dir);
+        let caller_port = caller_rtp.port().to_string();
+        let uac = Sipp::uac("flows/uac_call.xml", from, entry)
+            .args(&[
+                "-s",
+                "07700900123",
+                "-set",
+                "caller",
+                "205",
+                "-set",
+                "sdpver",
+                "1",
+            ])
+            .args(&["-set", "rtp", &caller_port, "-d", "4000"])
+            .spawn(dir);
+
+        // The caller's log holds its own offer, then callvault's answer; the callee's
+        // log starts with callvault's offer.
+        let wait = Duration::from_secs(15);
+        let caller_side = audio_port_in_log(uac.messages_log(), 1, wait).expect("answer SDP");
+        let callee_side = audio_port_in_log(uas.messages_log(), 0, wait).expect("offer SDP");
+        let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let gap = Duration::from_millis(10);
+        let to_caller_side = (entry.ip(), caller_side).into();
+        let to_callee_side = (entry.ip(), callee_side).into();
+        std::thread::scope(|scope| {
+            scope.spawn(|| caller_rtp.send_stream(to_caller_side, &slices, CALLER_SSRC, gap));
+            scope.spawn(|| callee_rtp.send_stream(to_callee_side, &slices, CALLEE_SSRC, gap));
+        });
+        let at_callee = callee_rtp.wait_for(frames.len(), Duration::from_secs(5));
+        let at_caller = caller_rtp.wait_for(frames.len(), Duration::from_secs(5));
+        let (uac, uas) = (uac.wait(), uas.wait());
+        Self {
+            frames,
+            at_callee,
+            at_caller,
+            uac,
+            uas,
+        }
+    }
+
+    /// Every frame arrived on the other side, in order, with payload and SSRC unchanged.
+    pub(crate) fn assert_relayed_unchanged(&self) {
+        for (received, ssrc) in [
+            (&self.at_callee, CALLER_SSRC),
+            (&self.at_caller, CALLEE_SSRC),
+        ] {
+            assert_eq!(received.len(), self.frames.len(), "packets lost");
+            for (packet, frame) in received.iter().zip(&self.frames) {
+                assert_eq!(payload(packet), frame.as_slice(), "payload changed");
+                assert_eq!(packet[8..12], ssrc.to_be_bytes(), "SSRC changed");
+            }
+        }
     }
 }
