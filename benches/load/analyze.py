@@ -183,7 +183,8 @@ def sipp_figures(run, side, window):
             rows = list(csv.reader(file, delimiter=";"))
     except OSError:
         return {}
-    header, rows = rows[0], [r for r in rows[1:] if len(r) >= len(header) - 1]
+    header = rows[0]
+    rows = [r for r in rows[1:] if len(r) >= len(header) - 1]
     column = lambda name: header.index(name)
     last = rows[-1]
     current = [int(r[column("CurrentCall")]) for r in rows]

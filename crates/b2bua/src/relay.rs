@@ -516,6 +516,13 @@ impl Core {
             out.headers
                 .push("Contact", self.local[to_side].contact(None));
         }
+        if (300..400).contains(&response.status) {
+            // A redirect's Contacts are where to call next, not a hop: the caller sends
+            // its next INVITE for them through callvault again.
+            for contact in response.headers.get_all("Contact") {
+                out.headers.push("Contact", contact);
+            }
+        }
         copy_end_to_end(&response.headers, &mut out.headers);
         if has_sdp(&response.headers, &response.body) {
             out.body = self

@@ -128,6 +128,12 @@ fn inbound_call_is_answered_and_hung_up_by_the_caller() {
     let flow = Flow::start("inbound-call");
     let outcomes = flow.call(Caller::Trunk, "uac_call", "uas_answer", &[]);
     assert_both_succeed(&flow, &outcomes);
+    let (_, pbx) = &outcomes;
+    let trunk = flow.config.trunk_peer.to_string();
+    assert!(
+        !pbx.messages.contains(&trunk),
+        "the provider's address leaked to the PBX"
+    );
 }
 
 #[test]
@@ -488,3 +494,40 @@ fn reinvite_with_a_new_media_address_moves_the_audio() {
     );
     assert_both_succeed(&flow, &(uac.wait(), uas.wait()));
 }
+
+#[test]
+fn redirect_reaches_the_caller_with_its_target() {
+    let flow = Flow::start("redirect");
+    let outcomes = flow.call(Caller::Pbx, "uac_redirected", "uas_redirect", &[]);
+    assert_both_succeed(&flow, &outcomes);
+}
+
+#[test]
+fn late_offer_is_answered_in_the_ack() {
+    let flow = Flow::start("late-offer");
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_late_offer", "uas_late_offer", &[]);
+        assert_both_succeed(&flow, &outcomes);
+    }
+}
+
+#[test]
+fn options_for_an_extension_is_relayed_to_the_other_side() {
+    let flow = Flow::start("options-relay");
+    let provider = Sipp::uas("flows/uas_options.xml", flow.config.trunk_peer).spawn(&flow.dir);
+    let request = OPTIONS_FOR_NUMBER;
+    assert_eq!(answer_to(&flow, request), "SIP/2.0 200 OK");
+    let provider = provider.wait();
+    assert!(provider.succeeded(), "{}", provider.report());
+    assert!(
+        provider.messages.contains("OPTIONS sip:07700900123@"),
+        "{}",
+        provider.report()
+    );
+}
+
+const OPTIONS_FOR_NUMBER: &str = "OPTIONS sip:07700900123@{to} SIP/2.0\r\n\
+    Via: SIP/2.0/UDP {from};branch=z9hG4bK-opt-1\r\n\
+    From: <sip:205@{from}>;tag=1\r\nTo: <sip:07700900123@{to}>\r\n\
+    Call-ID: options-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+    Content-Length: 0\r\n\r\n";
