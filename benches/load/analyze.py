@@ -66,7 +66,7 @@ def socket_drops_whole_run(samples, port_set):
     return sum(last.values())
 
 
-def cpu_figures(meta, w0, w1, idle0, idle1):
+def cpu_figures(meta, w0, w1, idle0, idle1, last):
     calls, span = meta["calls"], w1["t"] - w0["t"]
     result = {"window_s": round(span, 2)}
     for name in ("callvault", "uac", "uas"):
@@ -75,6 +75,12 @@ def cpu_figures(meta, w0, w1, idle0, idle1):
     callvault = cpu_seconds(w0, w1, "callvault")
     result["callvault_cpu_s_per_call_minute"] = round(callvault / span * 60 / calls, 4)
     result["callvault_pct_core_per_call"] = round(100 * callvault / span / calls, 4)
+    # From just before the first INVITE to a few seconds after the last BYE:
+    # call set-up and tear-down included, spread over every call-minute.
+    whole = cpu_seconds(idle1, last, "callvault")
+    result["callvault_whole_run_cpu_s"] = round(whole, 2)
+    result["callvault_whole_run_cpu_s_per_call_minute"] = round(
+        whole / (calls * meta["hold_s"] / 60), 4)
     idle_span = idle1["t"] - idle0["t"]
     idle_cpu = cpu_seconds(idle0, idle1, "callvault")
     result["callvault_idle_pct_core"] = round(100 * idle_cpu / idle_span, 3) if idle_span else None
@@ -223,7 +229,9 @@ def summary(meta, r):
         f"calls with media in callvault {pkt['calls_with_media_in_window']}",
         f"callvault CPU: {cpu['callvault_pct_core']} % of one core = "
         f"{cpu['callvault_cpu_s_per_call_minute']} CPU-s per call-minute "
-        f"({cpu['callvault_pct_core_per_call']} % per call); idle {cpu['callvault_idle_pct_core']} %",
+        f"({cpu['callvault_pct_core_per_call']} % per call); idle {cpu['callvault_idle_pct_core']} %; "
+        f"whole run {cpu['callvault_whole_run_cpu_s']} CPU-s = "
+        f"{cpu['callvault_whole_run_cpu_s_per_call_minute']} per call-minute",
         "callvault threads: " + ", ".join(f"{t['name']}/{t['tid']} {t['pct_core']} %"
                                           for t in r["threads"][:6]),
         f"SIPp CPU: UAC {cpu['uac_pct_core']} %, UAS {cpu['uas_pct_core']} % of one core; "
@@ -245,7 +253,7 @@ def summary(meta, r):
         "",
         "| date | calls | calls ok | relayed pps (expected) | relayed / expected | "
         "socket + relay drops | callvault % core | CPU-s per call-min | RSS idle / steady | "
-        "RSS per call | SIPp UAC + UAS % core | machine busy % core |",
+        "RSS per call | SIPp UAC + UAS % core | other processes % core |",
         f"| {meta['date'][:10]} | {meta['calls']} | {uac.get('successful')}/{meta['calls']} | "
         f"{pkt['relayed_pps']} ({pkt['relayed_pps_expected']}) | "
         f"{log.get('relayed_vs_expected_pct')} % | "
@@ -253,7 +261,7 @@ def summary(meta, r):
         f"{cpu['callvault_cpu_s_per_call_minute']} | "
         f"{round(mem['rss_idle_kb'] / 1024, 1)} / {round(mem['rss_steady_kb'] / 1024, 1)} MB | "
         f"{mem['rss_kb_per_call']} kB | {cpu['uac_pct_core']} + {cpu['uas_pct_core']} | "
-        f"{cpu['machine_busy_pct_core']} |",
+        f"{cpu['machine_other_pct_core']} |",
     ]
     return "\n".join(lines)
 
@@ -264,7 +272,7 @@ def main():
     idle0, idle1, w0, w1, window = pick_window(meta, samples)
     result = {
         "meta": meta,
-        "cpu": cpu_figures(meta, w0, w1, idle0, idle1),
+        "cpu": cpu_figures(meta, w0, w1, idle0, idle1, samples[-1]),
         "threads": thread_figures(w0, w1),
         "memory": memory_figures(meta, idle1, w1, samples),
         "packets": packet_figures(meta, w0, w1, window, samples),

@@ -84,6 +84,8 @@ pub(crate) struct Call {
     pub answered: Option<Instant>,
     /// A side put the media on hold, so silence is expected.
     pub on_hold: bool,
+    /// When the negotiated session interval runs out unless refreshed (RFC 4028).
+    pub session_expiry: Option<Instant>,
 }
 
 impl Call {
@@ -183,6 +185,7 @@ impl Core {
             acks_sent: Vec::new(),
             answered: None,
             on_hold: false,
+            session_expiry: None,
         };
         self.calls.insert(id, call);
         self.call_index.insert((side, caller_call_id), id);
@@ -262,8 +265,23 @@ impl Core {
         self.end_call(id, reason);
     }
 
-    /// Ends answered calls whose media has been silent both ways for too long.
+    /// Ends calls whose session was not refreshed in time, then calls whose media has
+    /// been silent both ways for too long.
     pub(crate) async fn sweep_media(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.session_expiry.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(call) = self.calls.get(&id) {
+                call.span
+                    .in_scope(|| info!("session expired without a refresh"));
+            }
+            self.hang_up(id, EndReason::SessionExpired).await;
+        }
         let timeout = self.rtp_timeout;
         let silent: Vec<CallRef> = self
             .calls
@@ -330,6 +348,18 @@ impl Core {
     }
 }
 
+/// When a session whose 2xx carried `Session-Expires` should be ended if nobody
+/// refreshes it: a margin before the interval runs out, as RFC 4028 §10 asks of the
+/// side that is not the refresher. `None` when session timers are not in use.
+pub(crate) fn session_expiry(headers: &callvault_sip::Headers, now: Instant) -> Option<Instant> {
+    let value = headers.get("Session-Expires")?;
+    let seconds: u64 = value.split(';').next()?.trim().parse().ok()?;
+    // RFC 4028 §4: nothing below 90 seconds is a valid interval.
+    let interval = Duration::from_secs(seconds.max(90));
+    let margin = (interval / 3).min(Duration::from_secs(32));
+    Some(now + interval - margin)
+}
+
 fn is_silent(call: &Call, timeout: Duration) -> bool {
     let Some(answered) = call.answered else {
         return false;
@@ -349,6 +379,28 @@ fn is_silent(call: &Call, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_expiry_leaves_a_margin_before_the_interval() {
+        let now = Instant::now();
+        let mut headers = callvault_sip::Headers::new();
+        assert_eq!(session_expiry(&headers, now), None);
+        headers.push("Session-Expires", "1800;refresher=uac");
+        assert_eq!(
+            session_expiry(&headers, now),
+            Some(now + Duration::from_secs(1768))
+        );
+        headers.set("Session-Expires", "90");
+        assert_eq!(
+            session_expiry(&headers, now),
+            Some(now + Duration::from_secs(60))
+        );
+        headers.set("Session-Expires", "30");
+        assert_eq!(
+            session_expiry(&headers, now),
+            Some(now + Duration::from_secs(60))
+        );
+    }
 
     #[test]
     fn user_part_of_sip_and_tel_uris() {

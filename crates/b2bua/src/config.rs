@@ -39,6 +39,4 @@ pub struct B2buaConfig {
     pub state_dir: PathBuf,
     /// RFC 3261 T1, the round-trip estimate (500 ms by default).
     pub t1: Duration,
-    /// How often a call's session is refreshed when session timers are in use (RFC 4028).
-    pub session_expires: Duration,
 }

@@ -55,6 +55,7 @@ impl<T> std::ops::Index<Side> for Sides<T> {
 pub(crate) struct Server {
     pub transaction: ServerTransaction,
     pub source: SocketAddr,
+    pub opened: std::time::Instant,
 }
 
 /// What to do with the responses of a client transaction.
@@ -119,7 +120,10 @@ impl Core {
             tokio::select! {
                 Some(message) = inbound.recv() => self.on_inbound(message).await,
                 _ = sleep_until_optional(deadline) => self.on_timers(Instant::now()).await,
-                _ = sweep.tick() => self.sweep_media().await,
+                _ = sweep.tick() => {
+                    self.sweep_media().await;
+                    self.answer_forgotten_requests().await;
+                }
                 () = &mut shutdown => break,
             }
         }
@@ -188,6 +192,45 @@ impl Core {
         }
     }
 
+    /// Starts the server transaction of a request callvault will answer.
+    pub(crate) fn open_server(
+        &mut self,
+        key: TransactionRef,
+        request: Request,
+        source: SocketAddr,
+    ) {
+        let reliable = self.reliable(key.0);
+        let transaction = ServerTransaction::new(request, reliable, now(), self.timers);
+        self.servers.insert(
+            key,
+            Server {
+                transaction,
+                source,
+                opened: now(),
+            },
+        );
+    }
+
+    /// Answers non-INVITE requests that nothing answered in time. Every path through
+    /// the relay answers its requests; this keeps a path that forgets from leaving the
+    /// peer retransmitting and the transaction in memory for ever.
+    pub(crate) async fn answer_forgotten_requests(&mut self) {
+        let limit = self.timers.transaction_timeout() * 2;
+        let forgotten: Vec<TransactionRef> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.transaction.request().method != Method::Invite)
+            .filter(|(_, s)| s.transaction.last_response().is_none_or(|r| r.status < 200))
+            .filter(|(_, s)| s.opened.elapsed() > limit)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in forgotten {
+            debug!(method = %key.1.method(), "request left unanswered; answering 500");
+            self.respond_with_status(&key, 500, "Server Internal Error")
+                .await;
+        }
+    }
+
     /// Answers a server transaction and applies what it asks.
     pub(crate) async fn respond(&mut self, server: &TransactionRef, response: Response) {
         let Some(entry) = self.servers.get_mut(server) else {
@@ -216,17 +259,9 @@ impl Core {
         match TransactionKey::for_server(&request) {
             Ok(key) => {
                 let server = (side, key);
-                self.servers
-                    .entry(server.clone())
-                    .or_insert_with(|| Server {
-                        transaction: ServerTransaction::new(
-                            request,
-                            matches!(self.local[side].transport, crate::config::Transport::Tcp),
-                            now(),
-                            self.timers,
-                        ),
-                        source,
-                    });
+                if !self.servers.contains_key(&server) {
+                    self.open_server(server.clone(), request, source);
+                }
                 self.respond(&server, response).await;
             }
             _ => self.send(side, source, &response.into()),

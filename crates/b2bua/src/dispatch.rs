@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 
 use callvault_media::Side;
-use callvault_sip::transaction::{ServerTransaction, TransactionKey};
+use callvault_sip::transaction::TransactionKey;
 use callvault_sip::{Method, Request, Response};
 use tracing::debug;
 
-use crate::core::{ensure_to_tag, now, Core, Server, TransactionRef};
+use crate::core::{ensure_to_tag, now, Core, TransactionRef};
 use crate::rewrite::{next_max_forwards, HopError};
 
 /// What callvault accepts, for Allow headers and 405 answers.
@@ -71,12 +71,7 @@ impl Core {
         request: Request,
         key: TransactionRef,
     ) {
-        let reliable = self.reliable(side);
-        let server = Server {
-            transaction: ServerTransaction::new(request.clone(), reliable, now(), self.timers),
-            source,
-        };
-        self.servers.insert(key.clone(), server);
+        self.open_server(key.clone(), request.clone(), source);
 
         let in_dialog = request.headers.to().is_ok_and(|to| to.tag().is_some());
         if in_dialog {
@@ -132,15 +127,7 @@ impl Core {
                 .await;
             return;
         };
-        let reliable = self.reliable(side);
-        let transaction = ServerTransaction::new(cancel.clone(), reliable, now(), self.timers);
-        self.servers.insert(
-            key.clone(),
-            Server {
-                transaction,
-                source,
-            },
-        );
+        self.open_server(key.clone(), cancel.clone(), source);
         let mut ok = Response::for_request(&cancel, 200, "OK");
         ensure_to_tag(&mut ok);
         self.respond(&key, ok).await;

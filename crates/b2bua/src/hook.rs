@@ -47,6 +47,8 @@ pub enum EndReason {
     MediaTimeout,
     /// A transaction on this call timed out (no answer from a peer).
     TransactionTimeout,
+    /// Session timers were in use and the session was not refreshed (RFC 4028 §10).
+    SessionExpired,
     /// The daemon shut down.
     Shutdown,
 }

@@ -505,6 +505,10 @@ impl Core {
             return;
         };
         let Some(call) = self.calls.get(&id) else {
+            // The call ended while this request crossed it (two BYEs, say). The request
+            // still gets its answer, without anything that named the far side.
+            self.respond_with_status(server, response.status, &response.reason)
+                .await;
             return;
         };
         let to_side = server.0;
@@ -538,6 +542,12 @@ impl Core {
         let is_invite_2xx = method == Method::Invite && (200..300).contains(&out.status);
         if is_invite_2xx {
             self.await_ack(id, to_side, &out);
+        }
+        let refreshes = matches!(method, Method::Invite | Method::Update);
+        if refreshes && (200..300).contains(&out.status) {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.session_expiry = crate::call::session_expiry(&out.headers, Instant::now());
+            }
         }
         let ends_call = method == Method::Bye && out.status >= 200;
         self.respond(server, out).await;

@@ -232,15 +232,11 @@ impl Default for Media {
 #[serde(deny_unknown_fields, default, expecting = "a table")]
 pub(crate) struct Sip {
     pub(crate) t1_ms: u64,
-    pub(crate) session_expires_seconds: u64,
 }
 
 impl Default for Sip {
     fn default() -> Self {
-        Self {
-            t1_ms: 500,
-            session_expires_seconds: 1800,
-        }
+        Self { t1_ms: 500 }
     }
 }
 
@@ -484,14 +480,7 @@ impl Media {
 
 impl Sip {
     fn validate(&self) -> Result<(), ConfigError> {
-        within("sip.t1_ms", self.t1_ms, 10, 10_000)?;
-        // RFC 4028 forbids session intervals below 90 seconds.
-        within(
-            "sip.session_expires_seconds",
-            self.session_expires_seconds,
-            90,
-            86_400,
-        )
+        within("sip.t1_ms", self.t1_ms, 10, 10_000)
     }
 }
 
@@ -603,7 +592,6 @@ mod tests {
         assert_eq!(config.media.rtp_timeout_seconds, 60);
         assert_eq!(config.media.tap_queue_packets, 512);
         assert_eq!(config.sip.t1_ms, 500);
-        assert_eq!(config.sip.session_expires_seconds, 1800);
         assert_eq!(config.storage.format, AudioFormat::Opus);
         assert_eq!(config.storage.channels, Channels::Stereo);
         assert_eq!(config.storage.retention_months, 36);
@@ -726,12 +714,6 @@ mod tests {
         let (key, reason) = key_error(&with("[media]\nport_min = 5000\nport_max = 5999"));
         assert_eq!(key, "pbx.listen");
         assert!(reason.contains("5000-5999"), "{reason}");
-    }
-
-    #[test]
-    fn session_expires_below_rfc_4028_minimum_is_refused() {
-        let (key, _) = key_error(&with("[sip]\nsession_expires_seconds = 30"));
-        assert_eq!(key, "sip.session_expires_seconds");
     }
 
     #[test]

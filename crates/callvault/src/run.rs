@@ -85,7 +85,6 @@ fn assemble(config: &Config, pbx: SideConfig, trunk: SideConfig) -> B2buaConfig 
         tap_capacity: config.media.tap_queue_packets,
         state_dir: config.storage.data_dir.join("state"),
         t1: Duration::from_millis(config.sip.t1_ms),
-        session_expires: Duration::from_secs(config.sip.session_expires_seconds),
     }
 }
 
@@ -215,7 +214,6 @@ mod tests {
         let b2bua = b2bua_config(&config).await.unwrap();
         assert_eq!(b2bua.state_dir, Path::new("./callvault-data/state"));
         assert_eq!(b2bua.t1, Duration::from_millis(500));
-        assert_eq!(b2bua.session_expires, Duration::from_secs(1800));
         assert_eq!(b2bua.rtp_timeout, Duration::from_secs(60));
         assert_eq!(b2bua.tap_capacity, 512);
         assert_eq!((b2bua.media_port_min, b2bua.media_port_max), (40000, 40999));

@@ -69,33 +69,31 @@ impl Flow {
     }
 
     /// Runs `uac` against `uas` and returns both outcomes once both have ended.
-    fn call(
+    fn call(&self, caller: Caller, uac: &str, uas: &str) -> (SippOutcome, SippOutcome) {
+        self.call_for(Duration::from_secs(30), caller, uac, uas)
+    }
+
+    /// As `call`, for scenarios that take longer than SIPp's usual 30 seconds.
+    fn call_for(
         &self,
+        timeout: Duration,
         caller: Caller,
         uac: &str,
         uas: &str,
-        uac_args: &[&str],
     ) -> (SippOutcome, SippOutcome) {
         let (from, to, entry) = self.addresses(caller);
         let (from_transport, to_transport) = self.transports(caller);
         let uas = Sipp::uas(&format!("flows/{uas}.xml"), to)
             .transport(to_transport)
+            .timeout(timeout)
             .args(&["-set", "rtp", "40000", "-set", "sdpver", "1"])
             .spawn(&self.dir);
+        let caller_args = ["-s", "07700900123", "-set", "caller", "205"];
         let uac = Sipp::uac(&format!("flows/{uac}.xml"), from, entry)
             .transport(from_transport)
-            .args(&[
-                "-s",
-                "07700900123",
-                "-set",
-                "caller",
-                "205",
-                "-set",
-                "rtp",
-                "40002",
-            ])
-            .args(&["-set", "sdpver", "1", "-d", "500"])
-            .args(uac_args)
+            .timeout(timeout)
+            .args(&caller_args)
+            .args(&["-set", "rtp", "40002", "-set", "sdpver", "1", "-d", "500"])
             .run(&self.dir);
         (uac, uas.wait())
     }
@@ -114,7 +112,7 @@ fn assert_both_succeed(flow: &Flow, (uac, uas): &(SippOutcome, SippOutcome)) {
 #[test]
 fn outbound_call_is_answered_and_hung_up_by_the_caller() {
     let flow = Flow::start("outbound-call");
-    let outcomes = flow.call(Caller::Pbx, "uac_call", "uas_answer", &[]);
+    let outcomes = flow.call(Caller::Pbx, "uac_call", "uas_answer");
     assert_both_succeed(&flow, &outcomes);
     let (_, uas) = &outcomes;
     assert!(
@@ -126,7 +124,7 @@ fn outbound_call_is_answered_and_hung_up_by_the_caller() {
 #[test]
 fn inbound_call_is_answered_and_hung_up_by_the_caller() {
     let flow = Flow::start("inbound-call");
-    let outcomes = flow.call(Caller::Trunk, "uac_call", "uas_answer", &[]);
+    let outcomes = flow.call(Caller::Trunk, "uac_call", "uas_answer");
     assert_both_succeed(&flow, &outcomes);
     let (_, pbx) = &outcomes;
     let trunk = flow.config.trunk_peer.to_string();
@@ -140,7 +138,7 @@ fn inbound_call_is_answered_and_hung_up_by_the_caller() {
 fn bye_from_the_callee_reaches_the_caller() {
     let flow = Flow::start("callee-bye");
     for caller in [Caller::Pbx, Caller::Trunk] {
-        let outcomes = flow.call(caller, "uac_wait_bye", "uas_send_bye", &[]);
+        let outcomes = flow.call(caller, "uac_wait_bye", "uas_send_bye");
         assert_both_succeed(&flow, &outcomes);
     }
 }
@@ -149,7 +147,7 @@ fn bye_from_the_callee_reaches_the_caller() {
 fn cancel_before_answer_reaches_the_callee() {
     let flow = Flow::start("cancel");
     for caller in [Caller::Pbx, Caller::Trunk] {
-        let outcomes = flow.call(caller, "uac_cancel", "uas_ring_cancel", &[]);
+        let outcomes = flow.call(caller, "uac_cancel", "uas_ring_cancel");
         assert_both_succeed(&flow, &outcomes);
     }
 }
@@ -157,7 +155,7 @@ fn cancel_before_answer_reaches_the_callee() {
 #[test]
 fn answer_crossing_a_cancel_is_acked_and_hung_up() {
     let flow = Flow::start("cancel-race");
-    let outcomes = flow.call(Caller::Pbx, "uac_cancel", "uas_answer_despite_cancel", &[]);
+    let outcomes = flow.call(Caller::Pbx, "uac_cancel", "uas_answer_despite_cancel");
     assert_both_succeed(&flow, &outcomes);
 }
 
@@ -165,7 +163,7 @@ fn answer_crossing_a_cancel_is_acked_and_hung_up() {
 fn busy_callee_is_reported_to_the_caller() {
     let flow = Flow::start("busy");
     for caller in [Caller::Pbx, Caller::Trunk] {
-        let outcomes = flow.call(caller, "uac_rejected", "uas_busy", &[]);
+        let outcomes = flow.call(caller, "uac_rejected", "uas_busy");
         assert_both_succeed(&flow, &outcomes);
     }
 }
@@ -173,7 +171,7 @@ fn busy_callee_is_reported_to_the_caller() {
 #[test]
 fn hold_and_resume_by_reinvite_pass_through() {
     let flow = Flow::start("hold");
-    let outcomes = flow.call(Caller::Pbx, "uac_hold", "uas_hold", &[]);
+    let outcomes = flow.call(Caller::Pbx, "uac_hold", "uas_hold");
     assert_both_succeed(&flow, &outcomes);
 }
 
@@ -181,7 +179,7 @@ fn hold_and_resume_by_reinvite_pass_through() {
 fn early_media_with_prack_passes_through() {
     let flow = Flow::start("prack");
     for caller in [Caller::Pbx, Caller::Trunk] {
-        let outcomes = flow.call(caller, "uac_prack", "uas_prack", &[]);
+        let outcomes = flow.call(caller, "uac_prack", "uas_prack");
         assert_both_succeed(&flow, &outcomes);
     }
 }
@@ -190,7 +188,7 @@ fn early_media_with_prack_passes_through() {
 fn info_update_options_refer_notify_and_session_refresh_pass_through() {
     let flow = Flow::start("mid-call");
     for caller in [Caller::Pbx, Caller::Trunk] {
-        let outcomes = flow.call(caller, "uac_midcall", "uas_midcall", &[]);
+        let outcomes = flow.call(caller, "uac_midcall", "uas_midcall");
         assert_both_succeed(&flow, &outcomes);
     }
 }
@@ -202,7 +200,7 @@ fn calls_run_over_tcp() {
         config.trunk_transport = Protocol::Tcp;
     });
     for caller in [Caller::Pbx, Caller::Trunk] {
-        let outcomes = flow.call(caller, "uac_call", "uas_answer", &[]);
+        let outcomes = flow.call(caller, "uac_call", "uas_answer");
         assert_both_succeed(&flow, &outcomes);
         let (_, uas) = &outcomes;
         assert!(uas.messages.contains("SIP/2.0/TCP"), "{}", uas.report());
@@ -214,7 +212,7 @@ fn silent_media_ends_the_call_with_bye_on_both_sides() {
     let flow = Flow::start_with("rtp-timeout", |config| {
         config.rtp_timeout_seconds = Some(2);
     });
-    let outcomes = flow.call(Caller::Pbx, "uac_wait_bye", "uas_answer", &[]);
+    let outcomes = flow.call(Caller::Pbx, "uac_wait_bye", "uas_answer");
     assert_both_succeed(&flow, &outcomes);
     assert!(
         flow.callvault.output().contains("media timeout"),
@@ -411,7 +409,7 @@ fn unanswered_invite_times_out_and_frees_the_call() {
     let flow = Flow::start_with("timeout", |config| {
         config.extra.push_str("[sip]\nt1_ms = 50\n");
     });
-    let outcomes = flow.call(Caller::Pbx, "uac_timeout", "uas_silent", &[]);
+    let outcomes = flow.call(Caller::Pbx, "uac_timeout", "uas_silent");
     assert_both_succeed(&flow, &outcomes);
     let log = flow.callvault.output();
     assert!(
@@ -498,7 +496,7 @@ fn reinvite_with_a_new_media_address_moves_the_audio() {
 #[test]
 fn redirect_reaches_the_caller_with_its_target() {
     let flow = Flow::start("redirect");
-    let outcomes = flow.call(Caller::Pbx, "uac_redirected", "uas_redirect", &[]);
+    let outcomes = flow.call(Caller::Pbx, "uac_redirected", "uas_redirect");
     assert_both_succeed(&flow, &outcomes);
 }
 
@@ -506,7 +504,7 @@ fn redirect_reaches_the_caller_with_its_target() {
 fn late_offer_is_answered_in_the_ack() {
     let flow = Flow::start("late-offer");
     for caller in [Caller::Pbx, Caller::Trunk] {
-        let outcomes = flow.call(caller, "uac_late_offer", "uas_late_offer", &[]);
+        let outcomes = flow.call(caller, "uac_late_offer", "uas_late_offer");
         assert_both_succeed(&flow, &outcomes);
     }
 }
@@ -531,3 +529,29 @@ const OPTIONS_FOR_NUMBER: &str = "OPTIONS sip:07700900123@{to} SIP/2.0\r\n\
     From: <sip:205@{from}>;tag=1\r\nTo: <sip:07700900123@{to}>\r\n\
     Call-ID: options-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
     Content-Length: 0\r\n\r\n";
+
+/// Takes about a minute: RFC 4028 allows no session interval shorter than 90 seconds.
+#[test]
+fn unrefreshed_session_timer_ends_the_call_with_bye_on_both_sides() {
+    let flow = Flow::start_with("session-timer", |config| {
+        config.rtp_timeout_seconds = Some(600);
+    });
+    let two_minutes = Duration::from_secs(120);
+    let outcomes = flow.call_for(
+        two_minutes,
+        Caller::Pbx,
+        "uac_session_timer",
+        "uas_session_timer",
+    );
+    assert_both_succeed(&flow, &outcomes);
+    assert!(flow.callvault.output().contains("reason=SessionExpired"));
+}
+
+#[test]
+fn crossing_byes_are_both_answered() {
+    let flow = Flow::start("bye-crossing");
+    for caller in [Caller::Pbx, Caller::Trunk] {
+        let outcomes = flow.call(caller, "uac_bye_crossing", "uas_bye_crossing");
+        assert_both_succeed(&flow, &outcomes);
+    }
+}

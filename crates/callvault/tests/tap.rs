@@ -62,7 +62,6 @@ impl InProcess {
             tap_capacity: 512,
             state_dir: dir.path().join("state"),
             t1: Duration::from_millis(500),
-            session_expires: Duration::from_secs(1800),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = config.clone();

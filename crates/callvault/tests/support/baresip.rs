@@ -1,0 +1,267 @@
+//! baresip phones: one config directory each, driven over the `cons` console.
+//!
+//! A phone plays a WAV file as its microphone (`aufile`), records what it hears
+//! (`sndfile`), speaks G.711 PCMU only, over UDP on 127.0.0.1, and never
+//! registers. The test types commands at it (`/dial`, `/hangup`, `/quit`) by UDP
+//! datagrams to its console port, as a person would at its prompt.
+
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use super::ports::{free_tcp_address, free_udp_port_block, is_bound, Protocol};
+use super::temp::TempDir;
+use super::{wait_until, STARTUP_TIMEOUT};
+
+/// The longest a phone may live before `timeout` ends it.
+const LIFETIME: Duration = Duration::from_secs(240);
+
+/// How long a phone may take to stop once told to.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The size of the header libsndfile writes before a WAV file's samples.
+const WAV_HEADER_BYTES: u64 = 44;
+
+/// An executable on PATH; fails the test, naming its Debian package, if missing.
+pub(crate) fn tool(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|directory| directory.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH: install {package} (scripts/test does)"))
+}
+
+/// A baresip phone, described before it starts.
+#[derive(Debug, Clone)]
+pub(crate) struct Phone {
+    label: String,
+    sip: SocketAddr,
+    user: String,
+    microphone: PathBuf,
+    auto_answer: bool,
+}
+
+impl Phone {
+    /// A phone called `label`, taking SIP on `sip` for `user`, whose
+    /// microphone plays `microphone` (8 kHz mono 16-bit WAV).
+    pub(crate) fn new(label: &str, sip: SocketAddr, user: &str, microphone: &Path) -> Self {
+        Self {
+            label: label.to_owned(),
+            sip,
+            user: user.to_owned(),
+            microphone: microphone.to_owned(),
+            auto_answer: false,
+        }
+    }
+
+    /// Answers incoming calls at once.
+    pub(crate) fn auto_answer(mut self) -> Self {
+        self.auto_answer = true;
+        self
+    }
+
+    /// Starts baresip and waits until its SIP and console sockets are bound.
+    pub(crate) fn spawn(self, dir: &TempDir) -> PhoneProcess {
+        let home = dir.path().join(format!("baresip-{}", self.label));
+        let recordings = home.join("recordings");
+        fs::create_dir_all(&recordings).unwrap();
+        let console = free_console_address();
+        fs::write(home.join("config"), self.config(console, &recordings)).unwrap();
+        fs::write(home.join("accounts"), self.account()).unwrap();
+
+        let log = dir.path().join(format!("baresip-{}.log", self.label));
+        let child = command(&home, &log).spawn().unwrap();
+        let control = UdpSocket::bind((console.ip(), 0)).unwrap();
+        let mut phone = PhoneProcess {
+            label: self.label,
+            child,
+            console,
+            control,
+            recordings,
+            log,
+            status: None,
+        };
+        let bound = wait_until(STARTUP_TIMEOUT, || {
+            is_bound(Protocol::Udp, self.sip) && is_bound(Protocol::Udp, console)
+        });
+        if !bound {
+            phone.fail(&format!(
+                "never bound SIP {} and console {console}",
+                self.sip
+            ));
+        }
+        phone
+    }
+
+    /// The `config` file: no sound card, PCMU only, everything on loopback.
+    fn config(&self, console: SocketAddr, recordings: &Path) -> String {
+        let rtp = free_udp_port_block(16);
+        let lines = [
+            "poll_method epoll".to_owned(),
+            format!("sip_listen {}", self.sip),
+            format!("net_interface {}", self.sip.ip()),
+            "call_local_timeout 60".to_owned(),
+            "call_max_calls 1".to_owned(),
+            // A bridge with no source on its far end: what the phone would play goes
+            // nowhere, with no sound card and no thread spinning to play it.
+            "audio_player aubridge,nowhere".to_owned(),
+            "audio_alert aubridge,nowhere".to_owned(),
+            format!("audio_source aufile,{}", self.microphone.display()),
+            format!("rtp_ports {rtp}-{}", rtp + 15),
+            "rtcp_mux no".to_owned(),
+            "jitter_buffer_delay 5-10".to_owned(),
+            "statmode_default off".to_owned(),
+            "module_path /usr/lib/baresip/modules".to_owned(),
+            "module g711.so".to_owned(),
+            "module aufile.so".to_owned(),
+            "module aubridge.so".to_owned(),
+            "module sndfile.so".to_owned(),
+            "module cons.so".to_owned(),
+            "module_tmp account.so".to_owned(),
+            "module_app menu.so".to_owned(),
+            format!("cons_listen {console}"),
+            format!("snd_path {}", recordings.display()),
+        ];
+        lines.join("\n") + "\n"
+    }
+
+    /// The `accounts` file: one account that never registers.
+    fn account(&self) -> String {
+        let answer = if self.auto_answer { "auto" } else { "manual" };
+        format!(
+            "<sip:{}@{}>;regint=0;answermode={answer};audio_codecs=pcmu\n",
+            self.user, self.sip
+        )
+    }
+}
+
+/// baresip under `timeout`, with line-buffered output into `log`.
+fn command(home: &Path, log: &Path) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .arg("--kill-after=5s")
+        .arg(format!("{}s", LIFETIME.as_secs()))
+        .args(["stdbuf", "-oL", "-eL"])
+        .arg(tool("baresip", "baresip-core"))
+        .arg("-f")
+        .arg(home)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(log).unwrap())
+        .stderr(Stdio::from(
+            fs::File::create(log.with_extension("stderr")).unwrap(),
+        ));
+    command
+}
+
+/// A port free for both UDP and TCP: the console listens on both.
+fn free_console_address() -> SocketAddr {
+    loop {
+        let address = free_tcp_address();
+        if UdpSocket::bind(address).is_ok() {
+            return address;
+        }
+    }
+}
+
+/// A running baresip phone; stopped when dropped.
+#[derive(Debug)]
+pub(crate) struct PhoneProcess {
+    label: String,
+    child: Child,
+    console: SocketAddr,
+    control: UdpSocket,
+    recordings: PathBuf,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl PhoneProcess {
+    /// Types `/line` and Enter at the phone's console.
+    pub(crate) fn command(&self, line: &str) {
+        let typed = format!("/{line}\n");
+        self.control
+            .send_to(typed.as_bytes(), self.console)
+            .unwrap();
+    }
+
+    pub(crate) fn dial(&self, uri: &str) {
+        self.command(&format!("dial {uri}"));
+    }
+
+    pub(crate) fn hang_up(&self) {
+        self.command("hangup");
+    }
+
+    /// Asks baresip to end its calls and exit.
+    pub(crate) fn quit(&self) {
+        self.command("quit");
+    }
+
+    /// Waits for the process to exit by itself; `None` if it is still running.
+    pub(crate) fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_until(timeout, || {
+            self.status = self.status.or_else(|| self.child.try_wait().unwrap());
+            self.status.is_some()
+        });
+        self.status
+    }
+
+    /// The file `sndfile` writes what the phone hears into, once a call has audio.
+    pub(crate) fn received_recording(&self) -> Option<PathBuf> {
+        fs::read_dir(&self.recordings)
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .find(|path| path.to_string_lossy().ends_with("-dec.wav"))
+    }
+
+    /// How many samples the phone has recorded from the far end so far.
+    ///
+    /// Counted from the file's size, because the WAV header gets its lengths
+    /// only when the call ends.
+    pub(crate) fn received_samples(&self) -> u64 {
+        let size = self
+            .received_recording()
+            .and_then(|path| fs::metadata(path).ok())
+            .map_or(0, |metadata| metadata.len());
+        size.saturating_sub(WAV_HEADER_BYTES) / 2
+    }
+
+    /// What baresip has printed so far.
+    pub(crate) fn log(&self) -> String {
+        let stdout = fs::read_to_string(&self.log).unwrap_or_default();
+        let stderr = fs::read_to_string(self.log.with_extension("stderr")).unwrap_or_default();
+        format!("{stdout}{stderr}")
+    }
+
+    /// Fails the test with the phone's log.
+    pub(crate) fn fail(&mut self, what: &str) -> ! {
+        self.stop();
+        panic!("baresip {} {what}; its log:\n{}", self.label, self.log());
+    }
+
+    /// Ends the process: SIGTERM reaches baresip through `timeout`, which
+    /// kills it if it lingers; SIGKILL only if even that fails.
+    fn stop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-s", "TERM", &pid]).status();
+        if self.wait_for_exit(STOP_TIMEOUT).is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for PhoneProcess {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!("baresip {}'s log:\n{}", self.label, self.log());
+        }
+    }
+}
