@@ -192,6 +192,20 @@ impl Core {
         }
     }
 
+    /// The request a server transaction is answering, if it is still running.
+    pub(crate) fn server_request(&self, server: &TransactionRef) -> Option<Request> {
+        self.servers
+            .get(server)
+            .map(|s| s.transaction.request().clone())
+    }
+
+    /// The request a client transaction sent, if it is still running.
+    pub(crate) fn client_request(&self, client: &TransactionRef) -> Option<Request> {
+        self.clients
+            .get(client)
+            .map(|c| c.transaction.request().clone())
+    }
+
     /// Starts the server transaction of a request callvault will answer.
     pub(crate) fn open_server(
         &mut self,
@@ -354,11 +368,7 @@ impl Core {
         status: u16,
         reason: &str,
     ) {
-        let Some(request) = self
-            .servers
-            .get(server)
-            .map(|s| s.transaction.request().clone())
-        else {
+        let Some(request) = self.server_request(server) else {
             return;
         };
         let mut response = Response::for_request(&request, status, reason);

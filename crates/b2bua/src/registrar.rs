@@ -171,11 +171,7 @@ impl Core {
         if response.status == 100 {
             return;
         }
-        let Some(request) = self
-            .servers
-            .get(server)
-            .map(|s| s.transaction.request().clone())
-        else {
+        let Some(request) = self.server_request(server) else {
             return;
         };
         let mut out = Response::for_request(&request, response.status, &response.reason);

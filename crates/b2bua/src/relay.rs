@@ -317,11 +317,7 @@ impl Core {
 
     /// Responses to out-of-dialog requests such as OPTIONS: no call, no dialog.
     async fn relay_plain_response(&mut self, server: &TransactionRef, response: Response) {
-        let Some(request) = self
-            .servers
-            .get(server)
-            .map(|s| s.transaction.request().clone())
-        else {
+        let Some(request) = self.server_request(server) else {
             return;
         };
         let mut out = Response::for_request(&request, response.status, &response.reason);
@@ -367,11 +363,7 @@ impl Core {
 
     /// The callee's tag makes the callee's dialog (early on 1xx, confirmed on 2xx).
     fn learn_callee_dialog(&mut self, id: CallRef, client: &TransactionRef, response: &Response) {
-        let Some(invite) = self
-            .clients
-            .get(client)
-            .map(|c| c.transaction.request().clone())
-        else {
+        let Some(invite) = self.client_request(client) else {
             return;
         };
         let Some(call) = self.calls.get_mut(&id) else {
@@ -452,11 +444,7 @@ impl Core {
             return;
         };
         let client = calling.client.clone();
-        let Some(invite) = self
-            .clients
-            .get(&client)
-            .map(|c| c.transaction.request().clone())
-        else {
+        let Some(invite) = self.client_request(&client) else {
             return;
         };
         let cancel = cancel_for(&invite);
@@ -497,11 +485,7 @@ impl Core {
         server: &TransactionRef,
         response: Response,
     ) {
-        let Some(request) = self
-            .servers
-            .get(server)
-            .map(|s| s.transaction.request().clone())
-        else {
+        let Some(request) = self.server_request(server) else {
             return;
         };
         let Some(call) = self.calls.get(&id) else {

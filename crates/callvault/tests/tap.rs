@@ -112,44 +112,50 @@ fn drain(mut receiver: TapReceiver) -> Vec<callvault_b2bua::TapPacket> {
     })
 }
 
-#[test]
-fn tap_receives_every_packet_of_an_answered_call_with_its_direction() {
-    let dir = TempDir::new("tap-reads");
+/// Places one call with RTP both ways through an in-process B2BUA whose hook gives
+/// each call a tap of `capacity`, from the side `caller`; returns the call, the tap's
+/// receiving end and the hook.
+fn call_with_tap(
+    name: &str,
+    capacity: usize,
+    caller: Side,
+) -> (RtpCall, TapReceiver, Arc<TestHook>) {
+    let dir = TempDir::new(name);
     let hook = Arc::new(TestHook {
-        capacity: 4096,
+        capacity,
         receivers: Mutex::default(),
         ended: Mutex::default(),
     });
     let b2bua = InProcess::start(&dir, hook.clone());
-    let c = &b2bua.config;
-
-    let call = RtpCall::run(&dir, c.pbx.peer, c.trunk.peer, c.pbx.listen);
+    let (pbx, trunk) = (&b2bua.config.pbx, &b2bua.config.trunk);
+    let call = match caller {
+        Side::Pbx => RtpCall::run(&dir, pbx.peer, trunk.peer, pbx.listen),
+        Side::Trunk => RtpCall::run(&dir, trunk.peer, pbx.peer, trunk.listen),
+    };
     call.assert_relayed_unchanged();
+    let (uac, uas) = (&call.uac, &call.uas);
     assert!(
-        call.uac.succeeded() && call.uas.succeeded(),
+        uac.succeeded() && uas.succeeded(),
         "{}\n{}",
-        call.uac.report(),
-        call.uas.report()
+        uac.report(),
+        uas.report()
     );
+    let receiver = hook.receivers.lock().expect("not poisoned").pop();
+    (
+        call,
+        receiver.expect("the answered call asked for a tap"),
+        hook,
+    )
+}
 
-    let receiver = hook
-        .receivers
-        .lock()
-        .unwrap()
-        .pop()
-        .expect("the answered call asked for a tap");
+#[test]
+fn tap_receives_every_packet_of_an_answered_call_with_its_direction() {
+    let (call, receiver, hook) = call_with_tap("tap-reads", 4096, Side::Pbx);
     let packets = drain(receiver);
-    let from_pbx: Vec<_> = packets
-        .iter()
-        .filter(|p| p.from == Side::Pbx && !p.rtcp)
-        .collect();
-    let from_trunk: Vec<_> = packets
-        .iter()
-        .filter(|p| p.from == Side::Trunk && !p.rtcp)
-        .collect();
-    assert_eq!(from_pbx.len(), call.frames.len());
-    assert_eq!(from_trunk.len(), call.frames.len());
-    for (copy, frame) in from_pbx.iter().zip(&call.frames) {
+    let rtp_from = |side| packets.iter().filter(move |p| p.from == side && !p.rtcp);
+    assert_eq!(rtp_from(Side::Pbx).count(), call.frames.len());
+    assert_eq!(rtp_from(Side::Trunk).count(), call.frames.len());
+    for (copy, frame) in rtp_from(Side::Pbx).zip(&call.frames) {
         assert_eq!(&copy.data[12..], frame.as_slice(), "the tap's copy differs");
     }
     assert_eq!(*hook.ended.lock().unwrap(), [EndReason::Bye(Side::Pbx)]);
@@ -157,25 +163,8 @@ fn tap_receives_every_packet_of_an_answered_call_with_its_direction() {
 
 #[test]
 fn unread_tap_drops_copies_and_never_touches_the_call_audio() {
-    let dir = TempDir::new("tap-unread");
-    let hook = Arc::new(TestHook {
-        capacity: 4,
-        receivers: Mutex::default(),
-        ended: Mutex::default(),
-    });
-    let b2bua = InProcess::start(&dir, hook.clone());
-    let c = &b2bua.config;
-
-    let call = RtpCall::run(&dir, c.trunk.peer, c.pbx.peer, c.trunk.listen);
-    call.assert_relayed_unchanged();
-    assert!(
-        call.uac.succeeded() && call.uas.succeeded(),
-        "{}\n{}",
-        call.uac.report(),
-        call.uas.report()
-    );
-
-    let receiver = hook.receivers.lock().unwrap().pop().expect("a tap");
+    // The relay itself is checked inside `call_with_tap`: every frame arrived.
+    let (call, receiver, _) = call_with_tap("tap-unread", 4, Side::Trunk);
     let sent = 2 * call.frames.len() as u64;
     assert!(
         receiver.dropped() >= sent - 4,
