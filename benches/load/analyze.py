@@ -220,7 +220,8 @@ def summary(meta, r):
     app_drops = sum(v for k, v in drops.items() if k != "tap_drops")
     lines = [
         f"run: {meta['command']}  ({meta['date']}, {meta['cpus']} x {meta['cpu_model']}, "
-        f"{meta['sipp']}, callvault {meta['callvault_rev']})",
+        f"{meta['sipp']}, callvault {meta['callvault_rev']}, binary built "
+        f"{meta.get('binary_built', '?')})",
         f"calls: UAC {uac.get('successful')}/{meta['calls']} ok, {uac.get('failed')} failed, "
         f"{uac.get('retransmissions')} SIP retransmissions, exit {uac.get('exit')}; "
         f"UAS exit {r['sipp']['uas'].get('exit')}; callvault logged {log['calls_ended']} "

@@ -116,7 +116,8 @@ cat > "$RUN/meta.json" <<EOF
  "date": "$(date -u +%FT%TZ)", "kernel": "$(uname -r)", "cpus": $(nproc),
  "cpu_model": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')",
  "sipp": "$(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)",
- "callvault_rev": "$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)"}
+ "callvault_rev": "$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)",
+ "binary_built": "$(date -u -r "$BIN" +%FT%TZ)"}
 EOF
 
 cd "$RUN" || die "cannot enter $RUN"
