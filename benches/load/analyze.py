@@ -19,7 +19,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 PACKETS_PER_SECOND = 50  # one 20 ms PCMU packet per direction per call
 
 CALL_ENDED = re.compile(
-    r"call ended reason=(?P<reason>\S+) stats=SessionStats \{ "
+    r"call ended reason=(?P<reason>\S+) .*?stats=SessionStats \{ "
     r"pbx_to_trunk: DirectionStats \{ packets: (?P<up>\d+), bytes: \d+.*?\}, "
     r"trunk_to_pbx: DirectionStats \{ packets: (?P<down>\d+), bytes: \d+.*?\}, "
     r"drops: Drops \{ stranger: (?P<stranger>\d+), malformed: (?P<malformed>\d+), "

@@ -27,7 +27,7 @@ IDLE=5      # seconds callvault runs idle before the first call, for the baselin
 AFTER=3     # seconds sampled after the last call, to see memory come back
 INTERVAL=1  # seconds between samples
 
-usage() { sed -n 2,22p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n 2,21p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --calls) CALLS=$2; shift 2 ;;
