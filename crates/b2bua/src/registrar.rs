@@ -46,7 +46,8 @@ impl Registrar {
         let path = state_dir.join("registrations.json");
         let bindings = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-                info!(%error, path = %path.display(), "saved registrations unreadable; starting empty");
+                let path = path.display();
+                info!(%error, %path, "saved registrations unreadable; starting empty");
                 HashMap::new()
             }),
             Err(_) => HashMap::new(),

@@ -257,7 +257,8 @@ async fn read_loop(
                 Ok(StreamEvent::Pong) => None,
                 Err(error) => {
                     receiver.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                    debug!(side = receiver.side.as_str(), %remote, %error, "tcp stream unframeable; closing");
+                    let side = receiver.side.as_str();
+                    debug!(side, %remote, %error, "tcp stream unframeable; closing");
                     return;
                 }
             };
@@ -286,7 +287,8 @@ impl Receiver {
             Disposition::Accept(message) => self.hand_on(source, message).await,
             Disposition::Answer(response) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                debug!(side = self.side.as_str(), %source, status = response.status, "request refused");
+                let (side, status) = (self.side.as_str(), response.status);
+                debug!(side, %source, status, "request refused");
                 Some(Bytes::from(response.to_bytes()))
             }
             Disposition::Discard(reason) => {

@@ -953,6 +953,7 @@ a=rtcp-mux
 
     mod properties {
         use super::*;
+        use proptest::collection::vec;
         use proptest::prelude::*;
 
         /// Lines of the kinds SDP bodies hold, valid or nearly so.
@@ -991,7 +992,7 @@ a=rtcp-mux
 
         proptest! {
             #[test]
-            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..300)) {
                 if let Ok(mut description) = SessionDescription::parse(&bytes) {
                     description.media();
                     description.anchor("203.0.113.5".parse().unwrap(), &[Some(30000)]);
