@@ -1,0 +1,25 @@
+//! Where recordings live: encrypted files, their keys, the index and the audit trail.
+//!
+//! - [`keys`]: master keys (a key file or a systemd credential), key ids, wrapping of
+//!   each recording's data key, rotation and crypto-shredding.
+//! - [`file`]: the recording file format, a streaming writer that never puts plaintext
+//!   on disk, a verifying reader, and recovery of files a crash left unfinished.
+//! - [`index`]: the sled index of calls with secondary indexes by start time, phone
+//!   number and extension; legal holds; rebuilding from the files alone.
+//! - [`retention`]: deleting what is older than the retention period, unless held.
+//! - [`audit`]: the append-only, hash-chained log of every access and change.
+//! - [`number`]: normalising phone numbers to E.164, so that any spelling of a number
+//!   finds the same recordings.
+//!
+//! Nothing here knows about SIP: the recorder hands in encoded audio and metadata.
+
+pub mod audit;
+pub mod file;
+pub mod index;
+pub mod keys;
+pub mod number;
+pub mod retention;
+
+mod metadata;
+
+pub use metadata::{CallDirection, RecordingId, RecordingMetadata, RecordingStatus};
