@@ -27,6 +27,33 @@ pub(crate) enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Creates or rotates the master keys that protect every recording.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Creates the key file (mode 0600) with a first key; refuses to overwrite one.
+    Init,
+    /// Adds a new key for new recordings; old recordings keep opening with old keys.
+    Rotate {
+        /// Why the key is rotated, for the audit log
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Who runs a staff command, for the audit log.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OperatorArgs {
+    /// Your name as the audit log should record it [default: your login]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) operator: Option<String>,
 }
 
 #[cfg(test)]

@@ -246,6 +246,9 @@ impl Default for Sip {
 pub(crate) struct Storage {
     pub(crate) data_dir: PathBuf,
     pub(crate) key_file: PathBuf,
+    /// The name of a systemd credential holding the keys; when set, `key_file` is not
+    /// read by the daemon (staff commands still use `key_file`).
+    pub(crate) key_credential: Option<String>,
     pub(crate) format: AudioFormat,
     pub(crate) channels: Channels,
     pub(crate) retention_months: u32,
@@ -256,6 +259,7 @@ impl Default for Storage {
         Self {
             data_dir: "/var/lib/callvault".into(),
             key_file: "/etc/callvault/master.key".into(),
+            key_credential: None,
             format: AudioFormat::Opus,
             channels: Channels::Stereo,
             retention_months: 36,
@@ -460,7 +464,7 @@ impl Media {
             let reason = "must be 1024 or more: lower ports are reserved for system services";
             return Err(ConfigError::key("media.port_min", reason));
         }
-        if self.port_min % 2 != 0 {
+        if !self.port_min.is_multiple_of(2) {
             let reason = "must be even: RTP takes even ports and RTCP the odd port above";
             return Err(ConfigError::key("media.port_min", reason));
         }

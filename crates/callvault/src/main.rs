@@ -5,15 +5,18 @@
 
 mod cli;
 mod config;
+mod keys;
 mod logging;
+mod operator;
 mod run;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, KeysCommand};
 use crate::config::Source;
+use crate::operator::Operator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,7 +38,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             run::run(config, &source)
         }
         Command::CheckConfig { file } => check_config(&Source::choose(file.or(cli.config))),
+        Command::Keys { command, operator } => {
+            let config = Source::choose(cli.config).load()?;
+            let operator = Operator::choose(operator.operator)?;
+            let done = match command {
+                KeysCommand::Init => keys::init(&config, &operator)?,
+                KeysCommand::Rotate { reason } => keys::rotate(&config, &operator, &reason)?,
+            };
+            say(&done);
+            Ok(())
+        }
     }
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "a staff command's result is its output"
+)]
+fn say(line: &str) {
+    println!("{line}");
 }
 
 #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]

@@ -31,6 +31,10 @@ pub(crate) fn run(config: Config, source: &Source) -> anyhow::Result<()> {
 
 async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     info!(config = %source, version = env!("CARGO_PKG_VERSION"), "callvault starting");
+    // Keys are checked before anything listens: a daemon that could not protect a
+    // recording must not take calls it would be asked to record.
+    let keyring = crate::keys::for_daemon(&config, source)?;
+    info!(key = %keyring.current().id(), "master keys loaded");
     let b2bua = b2bua_config(&config).await?;
     tokio::fs::create_dir_all(&b2bua.state_dir)
         .await

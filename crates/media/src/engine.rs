@@ -31,7 +31,7 @@ impl RelayConfig {
             port_max: self.port_max,
             reason,
         };
-        if self.port_min % 2 != 0 {
+        if !self.port_min.is_multiple_of(2) {
             return Err(invalid("port_min must be even"));
         }
         if self.port_min == 0 {

@@ -95,7 +95,16 @@ impl TestConfig {
     }
 
     /// Writes the configuration into `dir` and returns the file's path.
+    /// Writes the configuration into `dir`, creating its master key with
+    /// `callvault keys init` the first time, and returns the file's path.
     pub(crate) fn write(&self, dir: &TempDir) -> PathBuf {
-        dir.write("callvault.toml", &self.to_toml())
+        let path = dir.write("callvault.toml", &self.to_toml());
+        if !self.data_dir.join("master.key").exists() {
+            let config = path.to_str().expect("a UTF-8 temp path");
+            let args = ["keys", "init", "--config", config, "--operator", "test"];
+            let output = super::callvault::callvault_command(&args);
+            assert!(output.status.success(), "keys init failed: {output:?}");
+        }
+        path
     }
 }

@@ -5,11 +5,21 @@
 //! [`KeyId`]. Rotation adds a master key; old recordings are rewrapped by rewriting
 //! only their header. Overwriting a recording's wrapped key destroys the recording
 //! (crypto-shredding): without the data key its segments cannot be decrypted.
+//!
+//! Master keys live in a [`Keyring`], loaded from a key file or a systemd credential;
+//! `docs/keys.md` describes the file line by line.
+
+mod key_file;
+mod keyring;
 
 use std::fmt;
+use std::io;
+use std::path::PathBuf;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
+
+pub use keyring::Keyring;
 
 /// Bytes of a master or data key (AES-256).
 pub const KEY_LEN: usize = 32;
@@ -38,6 +48,46 @@ pub enum KeyError {
     Shredded,
     #[error("the system's random number generator failed")]
     Random,
+    #[error("could not {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "key file {} has mode {mode:04o}, which gives users other than its \
+         owner access; run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("key file {} is malformed at line {line}: {reason}", path.display())]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error(
+        "key file {} already exists; it may hold the only copy of the keys, \
+         so it is never overwritten",
+        .0.display()
+    )]
+    Exists(PathBuf),
+    #[error(
+        "the CREDENTIALS_DIRECTORY environment variable is not set; run callvault \
+         from a systemd unit with LoadCredential=, or use a key file"
+    )]
+    NoCredentialsDirectory,
+    #[error("credential name {0:?} is not a plain file name")]
+    InvalidCredentialName(String),
+    #[error(
+        "key file {} changed since it was loaded; load it again and retry",
+        path.display()
+    )]
+    Changed { path: PathBuf },
+    #[error("no key id is left after {0}")]
+    IdsExhausted(KeyId),
 }
 
 /// Fills `buffer` from the operating system's random number generator.
@@ -93,6 +143,14 @@ impl WrappedKey {
     /// Whether the key was overwritten to destroy the recording.
     pub fn is_shredded(&self) -> bool {
         self.sealed.iter().all(|b| *b == 0)
+    }
+
+    /// Overwrites the sealed key, so the recording can never be opened again.
+    ///
+    /// Only the copy in memory changes: the caller writes it over the header.
+    pub fn shred(&mut self) {
+        self.sealed = [0; WRAPPED_LEN];
+        self.nonce = [0; NONCE_LEN];
     }
 }
 
