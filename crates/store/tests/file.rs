@@ -167,6 +167,54 @@ fn audio_and_metadata_read_back_after_finish() {
     assert_eq!(reader.header().key_id(), KeyId(1));
 }
 
+/// Opens a sealed value with ring alone, as `docs/recording-format.md` says to.
+fn open_as_documented(key: &[u8], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Vec<u8> {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key"));
+    let nonce = Nonce::try_assume_unique_for_key(nonce).expect("a 12-byte nonce");
+    let mut in_out = sealed.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(aad), &mut in_out)
+        .expect("it opens");
+    plain.to_vec()
+}
+
+#[test]
+fn file_decrypts_by_the_documented_layout_alone() {
+    let dir = TempDir::new();
+    let bytes = three_segment_file(&dir);
+    let (bound, prefix) = (&bytes[..35], &bytes[28..35]);
+    assert_eq!(&bytes[..12], b"CVREC\r\n\x1a\x00\x01\x00\x00");
+    assert_eq!(
+        bytes[12..28],
+        [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef].repeat(2)
+    );
+    assert_eq!(bytes[35..39], 1u32.to_be_bytes());
+    let data_key = open_as_documented(&[7; 32], &bytes[39..51], bound, &bytes[51..99]);
+
+    let frames = frames(&bytes);
+    let mut segments = Vec::new();
+    for (number, frame) in frames.iter().enumerate() {
+        let last = u8::from(number == frames.len() - 1);
+        let nonce = [prefix, &(number as u32).to_be_bytes(), &[last]].concat();
+        segments.push(open_as_documented(
+            &data_key,
+            &nonce,
+            bound,
+            &bytes[frame.start + 4..frame.end],
+        ));
+    }
+    let kinds: Vec<u8> = segments.iter().map(|plain| plain[0]).collect();
+    assert_eq!(kinds, [1, 2, 2, 2, 3]);
+    assert_eq!(&segments[2][9..], b"second second");
+    let end: RecordingMetadata = serde_json::from_slice(&segments[4][1..]).unwrap();
+    assert_eq!(end, final_metadata());
+    let trailer = &bytes[bytes.len() - TRAILER_LEN..];
+    assert_eq!(trailer[..4], 4u32.to_be_bytes());
+    assert_eq!(trailer[4..8], ((frames[4].len() - 4) as u32).to_be_bytes());
+    assert_eq!(&trailer[8..], b"CVRE");
+}
+
 #[test]
 fn writer_seals_a_segment_per_interval_of_audio() {
     let dir = TempDir::new();

@@ -180,11 +180,12 @@ impl Scan {
                     scan.finished.is_some()
                 }
             };
-            if !kept {
+            // The final segment needs a number of its own after the last one kept.
+            let Some(next_segment) = scan.next_segment.checked_add(1).filter(|_| kept) else {
                 break;
-            }
+            };
             scan.good_end += frame_len;
-            scan.next_segment += 1;
+            scan.next_segment = next_segment;
             if scan.finished.is_some() {
                 break;
             }

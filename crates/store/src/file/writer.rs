@@ -75,13 +75,7 @@ impl RecordingWriter {
                 "the segment interval must not be zero",
             ));
         }
-        let file_id = format::parse_recording_id(&metadata.id)?;
-        let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
-        random_bytes(&mut nonce_prefix)?;
-        let bound = FileHeader::bound_bytes(&file_id, &nonce_prefix);
-        let data_key = DataKey::generate()?;
-        let header = FileHeader::new(bound, master.wrap(&data_key, &bound)?);
-
+        let (header, data_key) = new_header(&metadata.id, master)?;
         let part_path = dir.join(format!("{}.{PART_EXTENSION}", metadata.id));
         let final_path = dir.join(format!("{}.{FILE_EXTENSION}", metadata.id));
         if final_path.exists() {
@@ -272,6 +266,17 @@ impl RecordingWriter {
             .is_some_and(|since| since.elapsed() >= interval);
         self.pending_len() > 0 && (self.pending_audio >= interval || waited)
     }
+}
+
+/// A header for recording `id` with a fresh nonce prefix and data key.
+fn new_header(id: &RecordingId, master: &MasterKey) -> Result<(FileHeader, DataKey), FileError> {
+    let file_id = format::parse_recording_id(id)?;
+    let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
+    random_bytes(&mut nonce_prefix)?;
+    let bound = FileHeader::bound_bytes(&file_id, &nonce_prefix);
+    let data_key = DataKey::generate()?;
+    let wrapped = master.wrap(&data_key, &bound)?;
+    Ok((FileHeader::new(bound, wrapped), data_key))
 }
 
 /// Creates a new `.part` file readable by its owner only; never reuses one.
