@@ -13,7 +13,7 @@
 use std::error::Error;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use callvault_store::index::Index;
@@ -40,6 +40,8 @@ struct Options {
     inserts: usize,
     encrypt_seconds: u64,
     dir: PathBuf,
+    /// Query an index already built in `dir`: the second phase, in its own process.
+    existing: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,9 +62,14 @@ fn parse_options() -> Result<Options, Failure> {
         inserts: 1_000,
         encrypt_seconds: 3,
         dir: std::env::temp_dir().join(format!("callvault-bench-store-{}", std::process::id())),
+        existing: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--existing" {
+            options.existing = true;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--calls" => options.calls = value.parse()?,
@@ -81,17 +88,48 @@ fn parse_options() -> Result<Options, Failure> {
 }
 
 fn run(options: &Options) -> Result<(), Failure> {
+    if options.existing {
+        return query_existing(options);
+    }
     if options.dir.exists() {
         return Err(format!("{} exists; give an empty --dir", options.dir.display()).into());
     }
-    let result = measure_index(options);
+    let result = build_then_query(options);
     fs::remove_dir_all(&options.dir)?;
     result?;
-    measure_encryption(Duration::from_secs(options.encrypt_seconds))?;
-    report_memory()
+    measure_encryption(Duration::from_secs(options.encrypt_seconds))
 }
 
-fn measure_index(options: &Options) -> Result<(), Failure> {
+/// Builds the index here, then queries it from a new process.
+///
+/// The rebuild's large page cache stays in this process's heap after it is freed, so
+/// the memory a daemon holding the index needs is measured in a process that only
+/// opens and queries it.
+fn build_then_query(options: &Options) -> Result<(), Failure> {
+    build(options)?;
+    let status = Command::new(std::env::current_exe()?)
+        .args(std::env::args().skip(1))
+        .args(["--existing", "--dir"])
+        .arg(&options.dir)
+        .status()?;
+    if !status.success() {
+        return Err(format!("the query phase failed: {status}").into());
+    }
+    Ok(())
+}
+
+fn query_existing(options: &Options) -> Result<(), Failure> {
+    let index_dir = options.dir.join("index");
+    let started = Instant::now();
+    let index = Index::open(&index_dir)?;
+    println!("open: {:.1} ms", millis(started.elapsed()));
+    report_memory("after open")?;
+    measure_lookups(&index, options)?;
+    measure_inserts(&index, options)?;
+    report_memory("after queries and inserts")
+}
+
+fn build(options: &Options) -> Result<(), Failure> {
     println!(
         "calls: {}, distinct external numbers: {}, extensions: {EXTENSIONS}, over 36 months",
         options.calls, options.numbers
@@ -109,13 +147,7 @@ fn measure_index(options: &Options) -> Result<(), Failure> {
         options.calls as f64 / build.as_secs_f64()
     );
     report_size(&index, &index_dir, options.calls)?;
-    drop(index);
-
-    let started = Instant::now();
-    let index = Index::open(&index_dir)?;
-    println!("open: {:.1} ms", millis(started.elapsed()));
-    measure_lookups(&index, options)?;
-    measure_inserts(&index, options)
+    report_memory("rebuild process")
 }
 
 fn report_size(index: &Index, dir: &Path, calls: u64) -> Result<(), Failure> {
@@ -148,6 +180,11 @@ fn directory_bytes(dir: &Path) -> Result<u64, Failure> {
 fn measure_lookups(index: &Index, options: &Options) -> Result<(), Failure> {
     let mut rng = StdRng::seed_from_u64(7);
     let pool = NumberPool::new(options.numbers);
+    let first = pool.e164(rng.gen_range(0..options.numbers))?;
+    let started = Instant::now();
+    let found = index.by_number(&first, None, None)?.len();
+    let elapsed = millis(started.elapsed());
+    println!("first by_number after open: {elapsed:.3} ms, {found} calls found");
     let mut whole = Timings::default();
     let mut quarter = Timings::default();
     for _ in 0..options.lookups {
@@ -230,13 +267,19 @@ fn measure_encryption(duration: Duration) -> Result<(), Failure> {
     Ok(())
 }
 
-fn report_memory() -> Result<(), Failure> {
+fn report_memory(when: &str) -> Result<(), Failure> {
     let status = fs::read_to_string("/proc/self/status")?;
-    for line in status.lines() {
-        if line.starts_with("VmRSS:") || line.starts_with("VmHWM:") {
-            println!("{}", line.split_whitespace().collect::<Vec<_>>().join(" "));
-        }
-    }
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map_or_else(|| "?".to_owned(), |value| value.trim().to_owned())
+    };
+    println!(
+        "memory, {when}: VmRSS {}, VmHWM {}",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
     Ok(())
 }
 

@@ -27,6 +27,14 @@ pub(crate) enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Rebuilds the index from the recording files alone (the daemon must be stopped).
+    Reindex {
+        #[command(flatten)]
+        operator: OperatorArgs,
+        /// Why the index is rebuilt, for the audit log
+        #[arg(long, default_value = "index rebuilt from the recording files")]
+        reason: String,
+    },
     /// Creates or rotates the master keys that protect every recording.
     Keys {
         #[command(subcommand)]

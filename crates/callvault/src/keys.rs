@@ -37,6 +37,29 @@ pub(crate) fn rotate(config: &Config, operator: &Operator, reason: &str) -> anyh
     ))
 }
 
+/// `callvault reindex`: rebuilds the index from the files, after recovering any that
+/// a crash left unfinished.
+pub(crate) fn reindex(
+    config: &Config,
+    operator: &Operator,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let keyring = Keyring::load(&config.storage.key_file)?;
+    let data_dir = &config.storage.data_dir;
+    let report = callvault_store::Store::reindex(data_dir, &keyring)?;
+    let target = format!("{} recordings", report.indexed);
+    audit(config, operator, AuditAction::Reindex, &target, reason)?;
+    let mut summary = format!(
+        "indexed {} recordings ({} recovered after a crash)",
+        report.indexed,
+        report.recovered.len()
+    );
+    for (path, error) in &report.unreadable {
+        summary.push_str(&format!("\nnot indexed: {}: {error}", path.display()));
+    }
+    Ok(summary)
+}
+
 /// The daemon's keys: the systemd credential if one is configured, else the key
 /// file. On the embedded default configuration a missing key file is created, with
 /// a warning, so that trying callvault takes no setup; a real configuration needs

@@ -38,6 +38,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             run::run(config, &source)
         }
         Command::CheckConfig { file } => check_config(&Source::choose(file.or(cli.config))),
+        Command::Reindex { operator, reason } => {
+            let config = Source::choose(cli.config).load()?;
+            let operator = Operator::choose(operator.operator)?;
+            say(&keys::reindex(&config, &operator, &reason)?);
+            Ok(())
+        }
         Command::Keys { command, operator } => {
             let config = Source::choose(cli.config).load()?;
             let operator = Operator::choose(operator.operator)?;

@@ -35,6 +35,7 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     // recording must not take calls it would be asked to record.
     let keyring = crate::keys::for_daemon(&config, source)?;
     info!(key = %keyring.current().id(), "master keys loaded");
+    let _store = open_store(&config, &keyring)?;
     let b2bua = b2bua_config(&config).await?;
     tokio::fs::create_dir_all(&b2bua.state_dir)
         .await
@@ -58,6 +59,26 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     outcome.context("the B2BUA stopped on an error")?;
     info!("callvault stopped");
     Ok(())
+}
+
+/// Opens the data directory: recordings a crash left unfinished are recovered and
+/// indexed as partial; a missing or corrupt index stops start-up with the way
+/// forward. The store stays open while the daemon runs, which also keeps a second
+/// daemon off the same data.
+fn open_store(
+    config: &Config,
+    keyring: &callvault_store::keys::Keyring,
+) -> anyhow::Result<callvault_store::Store> {
+    let data_dir = &config.storage.data_dir;
+    let (store, report) = callvault_store::Store::open(data_dir, keyring)
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    for id in &report.recovered {
+        info!(recording = %id, "recording recovered after a crash; marked partial");
+    }
+    for (path, error) in &report.unrecoverable {
+        warn!(path = %path.display(), %error, "unfinished recording could not be recovered");
+    }
+    Ok(store)
 }
 
 fn log_started(b2bua: &B2buaConfig) {

@@ -11,6 +11,9 @@
 //! - [`number`]: normalising phone numbers to E.164, so that any spelling of a number
 //!   finds the same recordings.
 //!
+//! [`Store`] opens a data directory as one whole: recovery of unfinished files at
+//! start, the index checked or rebuilt, retention applied.
+//!
 //! Nothing here knows about SIP: the recorder hands in encoded audio and metadata.
 
 pub mod audit;
@@ -19,7 +22,9 @@ pub mod index;
 pub mod keys;
 pub mod number;
 pub mod retention;
+mod store;
 
 mod metadata;
 
 pub use metadata::{CallDirection, RecordingId, RecordingMetadata, RecordingStatus};
+pub use store::{Layout, OpenReport, ReindexReport, Store, StoreError};

@@ -1,5 +1,11 @@
 //! The index on disk: queries, updates, holds, retention, rebuild and damage.
 
+// clippy's allow-unwrap-in-tests covers #[test] functions, not the helpers beside them.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed unwrap in a test helper is a failed test"
+)]
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -57,6 +57,10 @@ const META_COMMIT_SEQUENCE: &[u8] = b"commit_sequence";
 /// pages, so this much holds the hot part of a million-call index.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// sled's page cache while rebuilding: random keys across the whole index are
+/// written, and a larger cache saves rereading pages (reindex runs on its own).
+const REBUILD_CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
 /// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -690,7 +694,11 @@ fn decode(value: &[u8]) -> Result<StoredCall, IndexError> {
 }
 
 fn open_db(path: &Path) -> Result<sled::Db, IndexError> {
-    let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES);
+    open_db_with_cache(path, CACHE_BYTES)
+}
+
+fn open_db_with_cache(path: &Path, cache_bytes: u64) -> Result<sled::Db, IndexError> {
+    let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
     // sled 0.34 panics on some damaged logs while recovering them at open ("tried to
     // serialize Uninitialized"); that is a corrupt index, not a reason to crash.
     match panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
@@ -809,7 +817,7 @@ fn build(
     path: &Path,
     records: impl IntoIterator<Item = (RecordingMetadata, String)>,
 ) -> Result<u64, IndexError> {
-    let db = open_db(path)?;
+    let db = open_db_with_cache(path, REBUILD_CACHE_BYTES)?;
     let trees = open_trees(&db, path)?;
     let storage = |error| storage_error(path, error);
     let mut count = 0;

@@ -1,0 +1,105 @@
+//! The daemon and the data directory: the index checked at start, `reindex`, and one
+//! daemon per data directory.
+
+mod support;
+
+use std::time::Duration;
+
+use callvault_store::file::{RecordingWriter, WriterOptions};
+use callvault_store::keys::Keyring;
+use callvault_store::{CallDirection, RecordingId, RecordingMetadata, RecordingStatus};
+use support::callvault::{callvault_command, Callvault};
+use support::config::TestConfig;
+use support::temp::TempDir;
+
+/// Writes one finished recording into the data directory, as the recorder will.
+fn write_recording(config: &TestConfig) {
+    let keyring = Keyring::load(&config.data_dir.join("master.key")).expect("the test's key");
+    let meta = RecordingMetadata {
+        id: RecordingId("00112233445566778899aabbccddeeff".into()),
+        start_ms: 1_796_000_000_000,
+        end_ms: None,
+        direction: CallDirection::Outbound,
+        caller: "205".into(),
+        callee: "07700900123".into(),
+        extension: Some("205".into()),
+        media_type: "audio/wav".into(),
+        status: RecordingStatus::Recording,
+        status_reason: None,
+        lost_packets: 0,
+    };
+    let recordings = config.data_dir.join("recordings");
+    let options = WriterOptions::default();
+    let mut writer = RecordingWriter::create(&recordings, &meta, keyring.current(), options)
+        .expect("a recording can be created");
+    writer
+        .write_audio(b"audio", Duration::from_millis(20))
+        .expect("audio");
+    let done = RecordingMetadata {
+        status: RecordingStatus::Complete,
+        ..meta
+    };
+    writer.finish(&done).expect("finished");
+}
+
+fn text(output: &std::process::Output) -> String {
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    text
+}
+
+#[test]
+fn daemon_stops_on_a_missing_index_until_reindex_rebuilds_it() {
+    let dir = TempDir::new("store-reindex");
+    let config = TestConfig::on_free_ports(&dir);
+    let path = config.write(&dir);
+    let path = path.to_str().expect("UTF-8 path");
+    let mut first = Callvault::start(&config, &dir);
+    first.signal("TERM");
+    first.wait_for_exit(support::STOP_TIMEOUT);
+    write_recording(&config);
+    std::fs::remove_dir_all(config.data_dir.join("index")).expect("the index existed");
+
+    let mut refused = Callvault::spawn(&["run", "--config", path], dir.path());
+    assert!(!refused.wait_for_exit(support::STOP_TIMEOUT).success());
+    assert!(
+        refused.output().contains("callvault reindex"),
+        "{}",
+        refused.output()
+    );
+
+    let reindex = callvault_command(&["reindex", "--config", path, "--operator", "IT support"]);
+    assert!(reindex.status.success(), "{}", text(&reindex));
+    assert!(
+        text(&reindex).contains("indexed 1 recordings"),
+        "{}",
+        text(&reindex)
+    );
+    let audit = std::fs::read_to_string(config.data_dir.join("audit.log")).expect("audit log");
+    assert!(
+        audit.contains("\"reindex\"") && audit.contains("IT support"),
+        "{audit}"
+    );
+
+    let started = Callvault::start(&config, &dir);
+    drop(started);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_is_refused() {
+    let dir = TempDir::new("store-twice");
+    let config = TestConfig::on_free_ports(&dir);
+    let _running = Callvault::start(&config, &dir);
+
+    let other = TempDir::new("store-twice-other");
+    let mut second_config = TestConfig::on_free_ports(&other);
+    second_config.data_dir = config.data_dir.clone();
+    let path = second_config.write(&other);
+    let mut second = Callvault::spawn(&["run", "--config", path.to_str().unwrap()], other.path());
+    assert!(!second.wait_for_exit(support::STOP_TIMEOUT).success());
+    assert!(
+        second.output().contains("daemon running"),
+        "{}",
+        second.output()
+    );
+}
