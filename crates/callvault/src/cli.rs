@@ -54,6 +54,12 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Rewraps every recording under the current key, rewriting only file headers.
+    Rewrap {
+        /// Why, for the audit log
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Who runs a staff command, for the audit log.

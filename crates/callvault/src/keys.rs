@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context as _};
 use callvault_store::audit::{AuditAction, AuditLog};
+use callvault_store::file;
 use callvault_store::keys::{KeyError, Keyring};
 use tracing::warn;
 
@@ -35,6 +36,46 @@ pub(crate) fn rotate(config: &Config, operator: &Operator, reason: &str) -> anyh
          restart the daemon for it to take effect",
         path.display()
     ))
+}
+
+/// `callvault keys rewrap`: moves every recording still sealed by an older key to the
+/// current one, so the older key can later be retired. Only each file's key slot is
+/// rewritten; the audio is not touched.
+pub(crate) fn rewrap(config: &Config, operator: &Operator, reason: &str) -> anyhow::Result<String> {
+    let keyring = Keyring::load(&config.storage.key_file)?;
+    let current = keyring.current();
+    let recordings = callvault_store::Layout::new(&config.storage.data_dir).recordings();
+    let mut moved = 0;
+    for path in recording_files(&recordings)? {
+        let header = file::read_header(&path).with_context(|| format!("{}", path.display()))?;
+        if header.is_shredded() || header.key_id() == current.id() {
+            continue;
+        }
+        file::rewrap(&path, &keyring, current).with_context(|| format!("{}", path.display()))?;
+        moved += 1;
+    }
+    let target = format!("{moved} recordings to key {}", current.id());
+    audit(config, operator, AuditAction::Rewrap, &target, reason)?;
+    Ok(format!("rewrapped {target}"))
+}
+
+/// The finished recording files in `dir`; none when it does not exist yet.
+fn recording_files(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == file::FILE_EXTENSION) {
+            paths.push(path);
+        }
+    }
+    Ok(paths)
 }
 
 /// `callvault reindex`: rebuilds the index from the files, after recovering any that

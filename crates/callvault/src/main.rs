@@ -50,6 +50,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let done = match command {
                 KeysCommand::Init => keys::init(&config, &operator)?,
                 KeysCommand::Rotate { reason } => keys::rotate(&config, &operator, &reason)?,
+                KeysCommand::Rewrap { reason } => keys::rewrap(&config, &operator, &reason)?,
             };
             say(&done);
             Ok(())

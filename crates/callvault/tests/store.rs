@@ -29,6 +29,7 @@ fn write_recording(config: &TestConfig) {
         lost_packets: 0,
     };
     let recordings = config.data_dir.join("recordings");
+    std::fs::create_dir_all(&recordings).expect("the data directory is writable");
     let options = WriterOptions::default();
     let mut writer = RecordingWriter::create(&recordings, &meta, keyring.current(), options)
         .expect("a recording can be created");
@@ -102,4 +103,53 @@ fn a_second_daemon_on_the_same_data_is_refused() {
         "{}",
         second.output()
     );
+}
+
+#[test]
+fn keys_rewrap_moves_recordings_to_the_new_key_and_they_still_play() {
+    let dir = TempDir::new("store-rewrap");
+    let config = TestConfig::on_free_ports(&dir);
+    let path = config.write(&dir);
+    let path = path.to_str().expect("UTF-8 path");
+    write_recording(&config);
+    let operator = ["--operator", "GM"];
+    let rotate = callvault_command(
+        &[
+            &["keys", "rotate", "--config", path, "--reason", "annual"][..],
+            &operator,
+        ]
+        .concat(),
+    );
+    assert!(rotate.status.success(), "{}", text(&rotate));
+    let rewrap = callvault_command(
+        &[
+            &[
+                "keys",
+                "rewrap",
+                "--config",
+                path,
+                "--reason",
+                "retire key 1",
+            ][..],
+            &operator,
+        ]
+        .concat(),
+    );
+    assert!(rewrap.status.success(), "{}", text(&rewrap));
+    assert!(
+        text(&rewrap).contains("rewrapped 1 recordings to key 00000002"),
+        "{}",
+        text(&rewrap)
+    );
+
+    let keyring = Keyring::load(&config.data_dir.join("master.key")).expect("keys");
+    let file = config
+        .data_dir
+        .join("recordings/00112233445566778899aabbccddeeff.cvr");
+    let header = callvault_store::file::read_header(&file).expect("a header");
+    assert_eq!(header.key_id().to_string(), "00000002");
+    let audio = callvault_store::file::read_recording(&file, &keyring)
+        .expect("still plays")
+        .audio;
+    assert_eq!(audio, b"audio");
 }
