@@ -19,6 +19,11 @@ impl Operator {
         }
     }
 
+    /// The daemon itself, for what it does unasked (recovery after a crash).
+    pub(crate) fn daemon() -> Self {
+        Self("callvault daemon".to_owned())
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.0
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use callvault_b2bua::{B2buaConfig, NoRecording, SideConfig};
+use callvault_store::audit::AuditAction;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -74,6 +75,9 @@ fn open_store(
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
     for id in &report.recovered {
         info!(recording = %id, "recording recovered after a crash; marked partial");
+        let (operator, action) = (crate::operator::Operator::daemon(), AuditAction::Recover);
+        let reason = "cut short by a crash; kept up to its last whole segment";
+        crate::keys::audit(config, &operator, action, &id.to_string(), reason)?;
     }
     for (path, error) in &report.unrecoverable {
         warn!(path = %path.display(), %error, "unfinished recording could not be recovered");

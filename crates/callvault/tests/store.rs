@@ -12,8 +12,9 @@ use support::callvault::{callvault_command, Callvault};
 use support::config::TestConfig;
 use support::temp::TempDir;
 
-/// Writes one finished recording into the data directory, as the recorder will.
-fn write_recording(config: &TestConfig) {
+/// Writes one recording into the data directory, as the recorder will; `Crash` leaves
+/// the unfinished `.part` file a killed daemon would.
+fn write_recording(config: &TestConfig, end: End) {
     let keyring = Keyring::load(&config.data_dir.join("master.key")).expect("the test's key");
     let meta = RecordingMetadata {
         id: RecordingId("00112233445566778899aabbccddeeff".into()),
@@ -36,11 +37,22 @@ fn write_recording(config: &TestConfig) {
     writer
         .write_audio(b"audio", Duration::from_millis(20))
         .expect("audio");
+    if end == End::Crash {
+        writer.seal_pending().expect("sealed");
+        std::mem::forget(writer);
+        return;
+    }
     let done = RecordingMetadata {
         status: RecordingStatus::Complete,
         ..meta
     };
     writer.finish(&done).expect("finished");
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Finish,
+    Crash,
 }
 
 fn text(output: &std::process::Output) -> String {
@@ -58,7 +70,7 @@ fn daemon_stops_on_a_missing_index_until_reindex_rebuilds_it() {
     let mut first = Callvault::start(&config, &dir);
     first.signal("TERM");
     first.wait_for_exit(support::STOP_TIMEOUT);
-    write_recording(&config);
+    write_recording(&config, End::Finish);
     std::fs::remove_dir_all(config.data_dir.join("index")).expect("the index existed");
 
     let mut refused = Callvault::spawn(&["run", "--config", path], dir.path());
@@ -111,7 +123,7 @@ fn keys_rewrap_moves_recordings_to_the_new_key_and_they_still_play() {
     let config = TestConfig::on_free_ports(&dir);
     let path = config.write(&dir);
     let path = path.to_str().expect("UTF-8 path");
-    write_recording(&config);
+    write_recording(&config, End::Finish);
     let operator = ["--operator", "GM"];
     let rotate = callvault_command(
         &[
@@ -152,4 +164,30 @@ fn keys_rewrap_moves_recordings_to_the_new_key_and_they_still_play() {
         .expect("still plays")
         .audio;
     assert_eq!(audio, b"audio");
+}
+
+#[test]
+fn daemon_recovers_a_recording_a_crash_left_unfinished_and_audits_it() {
+    let dir = TempDir::new("store-recover");
+    let config = TestConfig::on_free_ports(&dir);
+    config.write(&dir);
+    write_recording(&config, End::Crash);
+
+    let daemon = Callvault::start(&config, &dir);
+    assert!(
+        daemon
+            .output()
+            .contains("recording recovered after a crash"),
+        "{}",
+        daemon.output()
+    );
+    let recordings = config.data_dir.join("recordings");
+    assert!(recordings
+        .join("00112233445566778899aabbccddeeff.cvr")
+        .exists());
+    let audit = std::fs::read_to_string(config.data_dir.join("audit.log")).expect("audit log");
+    assert!(
+        audit.contains("\"recover\"") && audit.contains("callvault daemon"),
+        "{audit}"
+    );
 }
