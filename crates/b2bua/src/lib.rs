@@ -10,6 +10,7 @@ mod config;
 mod core;
 mod dispatch;
 mod hook;
+mod invite;
 mod registrar;
 mod relay;
 mod rewrite;
