@@ -153,7 +153,7 @@ impl Core {
             invite_headers: request.headers.clone(),
             started: SystemTime::now(),
         };
-        let span = tracing::info_span!("call", id, direction = ?info.direction);
+        let span = tracing::info_span!(parent: None, "call", id, direction = ?info.direction);
         span.in_scope(|| info!("call offered"));
         let caller = Leg {
             side,

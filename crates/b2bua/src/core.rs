@@ -18,7 +18,7 @@ use callvault_sip::transaction::{
 use callvault_sip::{Message, Method, Request, Response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, trace};
+use tracing::{debug, info, trace, Instrument as _};
 
 use crate::call::{Call, CallRef};
 use crate::hook::CallHook;
@@ -151,9 +151,30 @@ impl Core {
             source,
             message,
         } = inbound;
+        // Whatever a message leads to is logged inside its call's span, and a span for
+        // the side it came from, so an operator can follow one call through the log.
+        let span = self.message_span(side, &message);
         match message {
-            Message::Request(request) => self.on_request(side, source, request).await,
-            Message::Response(response) => self.on_response(side, response).await,
+            Message::Request(request) => {
+                self.on_request(side, source, request)
+                    .instrument(span)
+                    .await;
+            }
+            Message::Response(response) => self.on_response(side, response).instrument(span).await,
+        }
+    }
+
+    /// `call{id} > leg{side}` for a message of a known call, `leg{side}` otherwise.
+    fn message_span(&self, side: Side, message: &Message) -> tracing::Span {
+        let call = message
+            .headers()
+            .call_id()
+            .ok()
+            .and_then(|id| self.call_index.get(&(side, id.to_owned())))
+            .and_then(|id| self.calls.get(id));
+        match call {
+            Some(call) => tracing::debug_span!(parent: &call.span, "leg", side = side.as_str()),
+            None => tracing::debug_span!("leg", side = side.as_str()),
         }
     }
 
