@@ -119,7 +119,7 @@ pub(crate) fn for_daemon(config: &Config, source: &Source) -> anyhow::Result<Key
         {
             let keyring = create(path)?;
             let path = path.display();
-            warn!(%path, "no master key yet: created one for this trial; lose it, lose the recordings");
+            warn!(%path, "no master key yet: created one; without it no recording opens");
             Ok(keyring)
         }
         Err(KeyError::Io { source: error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
