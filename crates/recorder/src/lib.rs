@@ -1,0 +1,24 @@
+//! The recording pipeline of one call, without I/O: RTP packets and the time in,
+//! encoded audio out.
+//!
+//! ```text
+//! tap packets -> rtp -> jitter (one per direction) -> codec (decode) -> mix -> wav
+//! ```
+//!
+//! - [`rtp`]: reading RTP headers (RFC 3550 §5.1) defensively.
+//! - [`jitter`]: a jitter buffer per direction that places each frame on the call's
+//!   timeline from its RTP timestamp, reorders, drops duplicates, fills losses and
+//!   holds with silence of the right length, and keeps RFC 4733 DTMF and RFC 3389
+//!   comfort noise as events.
+//! - [`codec`]: G.711 (PCMU, PCMA) and G.722 decoders.
+//! - [`mix`]: both directions aligned in time, stereo or mono.
+//! - [`wav`]: a streaming WAV writer.
+//!
+//! This crate is being built (issue 4): the recording task that joins these to the
+//! B2BUA's tap and to the store's writer, and Ogg Opus, are not here yet.
+
+pub mod codec;
+pub mod jitter;
+pub mod mix;
+pub mod rtp;
+pub mod wav;
