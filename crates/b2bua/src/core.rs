@@ -453,12 +453,17 @@ impl Core {
 /// RFC 3261 §8.2.6.2: a final response, or a provisional one other than 100, carries a
 /// To tag; callvault adds one where the request had none.
 pub(crate) fn ensure_to_tag(response: &mut Response) {
+    set_to_tag(response, &crate::rewrite::new_tag());
+}
+
+/// Gives `response` the To tag `tag` unless it is a 100 or already has one.
+pub(crate) fn set_to_tag(response: &mut Response, tag: &str) {
     if response.status == 100 {
         return;
     }
     if let Ok(mut to) = response.headers.to() {
         if to.tag().is_none() {
-            to.params.set("tag", Some(&crate::rewrite::new_tag()));
+            to.params.set("tag", Some(tag));
             response.headers.set("To", to.to_string());
         }
     }

@@ -6,7 +6,7 @@ use callvault_media::Side;
 use callvault_sip::{Method, Request, Response};
 
 use crate::call::{CallRef, Phase};
-use crate::core::{ensure_to_tag, Core, Purpose, TransactionRef};
+use crate::core::{ensure_to_tag, set_to_tag, Core, Purpose, TransactionRef};
 use crate::hook::EndReason;
 use crate::rewrite::{
     copy_end_to_end, has_sdp, new_call_id, new_tag, next_max_forwards, readdress, readdress_header,
@@ -295,17 +295,5 @@ impl Core {
         let out = self.initial_request(side, &request, &call_id, &new_tag());
         self.start_client(out_side, out, Purpose::Relay { call: None, server })
             .await;
-    }
-}
-
-fn set_to_tag(response: &mut Response, tag: &str) {
-    if response.status == 100 {
-        return;
-    }
-    if let Ok(mut to) = response.headers.to() {
-        if to.tag().is_none() {
-            to.params.set("tag", Some(tag));
-            response.headers.set("To", to.to_string());
-        }
     }
 }

@@ -44,9 +44,9 @@ pub(crate) fn rotate(config: &Config, operator: &Operator, reason: &str) -> anyh
 pub(crate) fn rewrap(config: &Config, operator: &Operator, reason: &str) -> anyhow::Result<String> {
     let keyring = Keyring::load(&config.storage.key_file)?;
     let current = keyring.current();
-    let recordings = callvault_store::Layout::new(&config.storage.data_dir).recordings();
+    let layout = callvault_store::Layout::new(&config.storage.data_dir);
     let mut moved = 0;
-    for path in recording_files(&recordings)? {
+    for path in layout.finished_recordings()? {
         let header = file::read_header(&path).with_context(|| format!("{}", path.display()))?;
         if header.is_shredded() || header.key_id() == current.id() {
             continue;
@@ -57,25 +57,6 @@ pub(crate) fn rewrap(config: &Config, operator: &Operator, reason: &str) -> anyh
     let target = format!("{moved} recordings to key {}", current.id());
     audit(config, operator, AuditAction::Rewrap, &target, reason)?;
     Ok(format!("rewrapped {target}"))
-}
-
-/// The finished recording files in `dir`; none when it does not exist yet.
-fn recording_files(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("cannot list {}", dir.display()))?
-            .path();
-        if path.extension().is_some_and(|e| e == file::FILE_EXTENSION) {
-            paths.push(path);
-        }
-    }
-    Ok(paths)
 }
 
 /// `callvault reindex`: rebuilds the index from the files, after recovering any that

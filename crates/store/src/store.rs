@@ -70,6 +70,16 @@ impl Layout {
     pub fn audit_log(&self) -> PathBuf {
         self.data_dir.join("audit.log")
     }
+
+    /// The finished recording files, sorted by name; none before the first is made.
+    pub fn finished_recordings(&self) -> Result<Vec<PathBuf>, StoreError> {
+        match files_with(&self.recordings(), FILE_EXTENSION) {
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(Vec::new())
+            }
+            listed => listed,
+        }
+    }
 }
 
 /// An open data directory.
@@ -92,7 +102,7 @@ impl Store {
         create_private_dir(&recordings)?;
         let index = if Index::exists(&layout.index()) {
             Index::open(&layout.index())?
-        } else if files_with(&recordings, FILE_EXTENSION)?.is_empty() {
+        } else if layout.finished_recordings()?.is_empty() {
             Index::create(&layout.index())?
         } else {
             return Err(IndexError::Missing {
@@ -119,7 +129,7 @@ impl Store {
             }
         }
         let mut records = Vec::new();
-        for path in files_with(&recordings, FILE_EXTENSION)? {
+        for path in layout.finished_recordings()? {
             match file::read_metadata(&path, keys) {
                 Ok(metadata) => records.push((metadata, file_name(&path))),
                 Err(error) => report.unreadable.push((path, error)),
