@@ -84,6 +84,8 @@ pub(crate) struct Call {
     pub answered: Option<Instant>,
     /// A side put the media on hold, so silence is expected.
     pub on_hold: bool,
+    /// The recorder's tap is on the media (from early media or the answer).
+    pub tapped: bool,
     /// When the negotiated session interval runs out unless refreshed (RFC 4028).
     pub session_expiry: Option<Instant>,
 }
@@ -185,6 +187,7 @@ impl Core {
             acks_sent: Vec::new(),
             answered: None,
             on_hold: false,
+            tapped: false,
             session_expiry: None,
         };
         self.calls.insert(id, call);

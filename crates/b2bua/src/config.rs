@@ -33,8 +33,6 @@ pub struct B2buaConfig {
     pub media_port_max: u16,
     /// A call whose media has been silent both ways for this long is ended.
     pub rtp_timeout: Duration,
-    /// Capacity of each call's recorder tap, in packets.
-    pub tap_capacity: usize,
     /// Where registration bindings are kept so they survive a restart.
     pub state_dir: PathBuf,
     /// RFC 3261 T1, the round-trip estimate (500 ms by default).

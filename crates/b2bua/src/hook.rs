@@ -63,7 +63,17 @@ pub struct MediaUpdate {
 /// What the recorder implements.
 pub trait CallHook: Send + Sync + 'static {
     /// A call was answered. A returned tap receives a copy of every packet from now on.
+    ///
+    /// Not called when [`on_early_media`](Self::on_early_media) already returned a
+    /// tap for the call: that tap stays for the whole call.
     fn on_answer(&self, call: &CallInfo) -> Option<Tap>;
+
+    /// A provisional response with SDP was relayed, so early media may flow before
+    /// the answer. A returned tap receives a copy of every packet from now on.
+    fn on_early_media(&self, call: &CallInfo) -> Option<Tap> {
+        let _ = call;
+        None
+    }
 
     /// One side's SDP was accepted; codecs and directions may have changed.
     fn on_media(&self, call: &CallInfo, update: &MediaUpdate) {

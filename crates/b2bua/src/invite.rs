@@ -182,6 +182,9 @@ impl Core {
         match status {
             101..=199 => {
                 self.mark_provisional(id).await;
+                if !response.body.is_empty() && !cancelled {
+                    self.on_early_media(id);
+                }
                 if !cancelled {
                     self.relay_to_caller(id, server, response).await;
                 }
@@ -246,10 +249,26 @@ impl Core {
                 to_cseq: cseq,
             });
             call.span.in_scope(|| info!("call answered"));
-            let tap = self.hook.on_answer(&call.info);
-            call.media.set_tap(tap);
+            if !call.tapped {
+                let tap = self.hook.on_answer(&call.info);
+                call.tapped = tap.is_some();
+                call.media.set_tap(tap);
+            }
         }
         self.relay_to_caller(id, server, response).await;
+    }
+
+    /// A provisional response carries SDP: early media (RFC 3960) may flow, and the
+    /// hook may start recording it.
+    fn on_early_media(&mut self, id: CallRef) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.tapped {
+            let tap = self.hook.on_early_media(&call.info);
+            call.tapped = tap.is_some();
+            call.media.set_tap(tap);
+        }
     }
 
     /// The callee answered as the caller's CANCEL crossed: ACK and BYE the callee, tell

@@ -251,6 +251,9 @@ pub(crate) struct Storage {
     pub(crate) key_credential: Option<String>,
     pub(crate) format: AudioFormat,
     pub(crate) channels: Channels,
+    /// Whether early media (a 183 with SDP before the answer) is recorded too; the
+    /// recording then starts at the first early media instead of the answer.
+    pub(crate) early_media: bool,
     pub(crate) retention_months: u32,
 }
 
@@ -262,6 +265,7 @@ impl Default for Storage {
             key_credential: None,
             format: AudioFormat::Opus,
             channels: Channels::Stereo,
+            early_media: false,
             retention_months: 36,
         }
     }

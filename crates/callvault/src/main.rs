@@ -8,6 +8,7 @@ mod config;
 mod keys;
 mod logging;
 mod operator;
+mod recording;
 mod run;
 
 use std::process::ExitCode;

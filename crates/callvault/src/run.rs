@@ -9,13 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use callvault_b2bua::{B2buaConfig, NoRecording, SideConfig};
+use callvault_b2bua::{B2buaConfig, SideConfig};
 use callvault_store::audit::AuditAction;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, Source};
+use crate::recording::{start_recorder, RecordingHook};
+
+/// How long recordings may take to be written and indexed once the B2BUA stopped.
+const RECORDER_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a peer's host name may take to resolve at start-up.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,9 +38,9 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     info!(config = %source, version = env!("CARGO_PKG_VERSION"), "callvault starting");
     // Keys are checked before anything listens: a daemon that could not protect a
     // recording must not take calls it would be asked to record.
-    let keyring = crate::keys::for_daemon(&config, source)?;
+    let keyring = Arc::new(crate::keys::for_daemon(&config, source)?);
     info!(key = %keyring.current().id(), "master keys loaded");
-    let _store = open_store(&config, &keyring)?;
+    let store = Arc::new(open_store(&config, &keyring)?);
     let b2bua = b2bua_config(&config).await?;
     tokio::fs::create_dir_all(&b2bua.state_dir)
         .await
@@ -48,14 +52,18 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     let (stop, stopped) = oneshot::channel();
     let signal_task = tokio::spawn(signals.handle(stop));
 
+    let recorder = start_recorder(&config, store, keyring).context("cannot start the recorder")?;
+    let hook = Arc::new(RecordingHook::new(recorder.handle(), &config));
+
     log_started(&b2bua);
-    // Recording comes with the recorder crate; until then calls are only relayed.
-    let outcome = callvault_b2bua::serve(b2bua, Arc::new(NoRecording), async {
+    let outcome = callvault_b2bua::serve(b2bua, hook, async {
         // An error means the signal task is gone; stopping is then right too.
         let _ = stopped.await;
     })
     .await;
     signal_task.abort();
+    // The B2BUA ended every call as it stopped; their recordings finish now.
+    recorder.shutdown(RECORDER_GRACE).await;
 
     outcome.context("the B2BUA stopped on an error")?;
     info!("callvault stopped");
@@ -111,7 +119,6 @@ fn assemble(config: &Config, pbx: SideConfig, trunk: SideConfig) -> B2buaConfig 
         media_port_min: config.media.port_min,
         media_port_max: config.media.port_max,
         rtp_timeout: Duration::from_secs(config.media.rtp_timeout_seconds),
-        tap_capacity: config.media.tap_queue_packets,
         state_dir: config.storage.data_dir.join("state"),
         t1: Duration::from_millis(config.sip.t1_ms),
     }
@@ -244,7 +251,6 @@ mod tests {
         assert_eq!(b2bua.state_dir, Path::new("./callvault-data/state"));
         assert_eq!(b2bua.t1, Duration::from_millis(500));
         assert_eq!(b2bua.rtp_timeout, Duration::from_secs(60));
-        assert_eq!(b2bua.tap_capacity, 512);
         assert_eq!((b2bua.media_port_min, b2bua.media_port_max), (40000, 40999));
         assert_eq!(b2bua.trunk.peer, "127.0.0.1:5080".parse().unwrap());
         assert_eq!(b2bua.pbx.advertise, None);

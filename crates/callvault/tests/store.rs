@@ -28,6 +28,8 @@ fn write_recording(config: &TestConfig, end: End) {
         status: RecordingStatus::Recording,
         status_reason: None,
         lost_packets: 0,
+        end_reason: None,
+        events: Vec::new(),
     };
     let recordings = config.data_dir.join("recordings");
     std::fs::create_dir_all(&recordings).expect("the data directory is writable");

@@ -59,7 +59,6 @@ impl InProcess {
             media_port_min,
             media_port_max: media_port_min + 15,
             rtp_timeout: Duration::from_secs(60),
-            tap_capacity: 512,
             state_dir: dir.path().join("state"),
             t1: Duration::from_millis(500),
         };

@@ -84,6 +84,16 @@ impl TapReceiver {
         self.receiver.recv().await
     }
 
+    /// The next copy if one is queued, without waiting.
+    ///
+    /// The recorder drains its queue once per frame time rather than waking for
+    /// every packet; each copy carries its own arrival time, so reading it later
+    /// changes nothing. `Err(Disconnected)` once every [`Tap`] is dropped and the
+    /// queue is empty.
+    pub fn try_recv(&mut self) -> Result<TapPacket, mpsc::error::TryRecvError> {
+        self.receiver.try_recv()
+    }
+
     /// Copies lost before reaching this receiver, for marking a recording degraded.
     pub fn dropped(&self) -> u64 {
         self.counters.dropped.load(Ordering::Relaxed)

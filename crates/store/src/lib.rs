@@ -26,5 +26,7 @@ mod store;
 
 mod metadata;
 
-pub use metadata::{CallDirection, RecordingId, RecordingMetadata, RecordingStatus};
+pub use metadata::{
+    CallDirection, CallEvent, EventKind, Party, RecordingId, RecordingMetadata, RecordingStatus,
+};
 pub use store::{Layout, OpenReport, ReindexReport, Store, StoreError};

@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct RecordingId(pub String);
 
+impl RecordingId {
+    /// A new id of 128 bits from the operating system's random number generator.
+    pub fn random() -> Result<Self, crate::keys::KeyError> {
+        let mut bytes = [0u8; 16];
+        crate::keys::random_bytes(&mut bytes)?;
+        Ok(Self(bytes.iter().map(|byte| format!("{byte:02x}")).collect()))
+    }
+}
+
 impl std::fmt::Display for RecordingId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -59,4 +68,47 @@ pub struct RecordingMetadata {
     pub status_reason: Option<String>,
     /// Packets the recorder never received (tap drops).
     pub lost_packets: u64,
+    /// How the call ended, in words ("BYE from the external party", "daemon shutdown");
+    /// `None` while recording, and in files written before the field existed.
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    /// DTMF digits, comfort noise and holds, on the recording's timeline.
+    ///
+    /// Kept only in the encrypted file: DTMF digits may be a card number or a PIN, so
+    /// the index never stores them (see `Index::insert`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<CallEvent>,
+}
+
+/// Which party of the call an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Party {
+    /// The caller or callee on the trunk side: the left channel of a stereo recording.
+    External,
+    /// The practice's side: the right channel.
+    Practice,
+}
+
+/// Something that happened at a moment of the recording, other than audio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallEvent {
+    /// Milliseconds from the start of the recording.
+    pub at_ms: u64,
+    pub party: Party,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What kind of event, with what it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// An RFC 4733 telephone event: `0`-`9`, `*`, `#`, `A`-`D`, or `E<code>` for others.
+    Dtmf { digit: String, duration_ms: u64 },
+    /// RFC 3389 comfort noise: the party sent no speech, recorded as silence.
+    ComfortNoise { duration_ms: u64 },
+    /// The party put the call on hold (its SDP turned sendonly or inactive); the
+    /// duration is `None` when the call ended on hold.
+    Hold { duration_ms: Option<u64> },
 }

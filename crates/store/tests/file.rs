@@ -79,6 +79,8 @@ fn start_metadata() -> RecordingMetadata {
         status: RecordingStatus::Recording,
         status_reason: None,
         lost_packets: 0,
+        end_reason: None,
+        events: Vec::new(),
     }
 }
 

@@ -65,6 +65,8 @@ fn call(n: u32, start_ms: i64, caller: &str, callee: &str, extension: &str) -> R
         status: RecordingStatus::Complete,
         status_reason: None,
         lost_packets: 0,
+        end_reason: None,
+        events: Vec::new(),
     }
 }
 

@@ -53,6 +53,8 @@ fn metadata(id: u8, start_ms: i64) -> RecordingMetadata {
         status: RecordingStatus::Recording,
         status_reason: None,
         lost_packets: 0,
+        end_reason: None,
+        events: Vec::new(),
     }
 }
 

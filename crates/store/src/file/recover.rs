@@ -43,6 +43,24 @@ pub fn recover<K>(part_path: &Path, keys: &K) -> Result<RecoveredFile, FileError
 where
     K: UnwrapKey + ?Sized,
 {
+    recover_as(part_path, keys, RecordingStatus::Partial, RECOVERED_REASON)
+}
+
+/// Finishes a `.part` file as [`recover`] does, with another status and reason.
+///
+/// The recorder uses it when writing failed during the call (status
+/// [`Failed`](RecordingStatus::Failed)): the audio written so far is kept and the
+/// file says why it ends early. A file the writer had finished keeps its own
+/// metadata here too.
+pub fn recover_as<K>(
+    part_path: &Path,
+    keys: &K,
+    status: RecordingStatus,
+    reason: &str,
+) -> Result<RecoveredFile, FileError>
+where
+    K: UnwrapKey + ?Sized,
+{
     if part_path.extension() != Some(OsStr::new(PART_EXTENSION)) {
         return Err(FileError::InvalidInput("recovery takes a .part file"));
     }
@@ -60,7 +78,7 @@ where
     let scan = Scan::run(&mut file, &cipher, &header)?;
     let discarded_bytes = file_len - scan.good_end;
     let audio_segments = scan.audio_segments;
-    let metadata = rewrite_end(&mut file, &cipher, scan)?;
+    let metadata = rewrite_end(&mut file, &cipher, scan, (status, reason))?;
 
     let path = part_path.with_extension(FILE_EXTENSION);
     std::fs::rename(part_path, &path).map_err(FileError::io("renaming the recovered file"))?;
@@ -84,6 +102,7 @@ fn rewrite_end(
     file: &mut File,
     cipher: &SegmentCipher,
     scan: Scan,
+    (status, reason): (RecordingStatus, &str),
 ) -> Result<RecordingMetadata, FileError> {
     file.set_len(scan.good_end)
         .and_then(|()| file.seek(SeekFrom::Start(scan.good_end)).map(drop))
@@ -92,7 +111,7 @@ fn rewrite_end(
         Some(finished) => finished,
         None => {
             let start = scan.start.ok_or(FileError::Truncated)?;
-            let metadata = partial_metadata(start, scan.last_sealed_ms);
+            let metadata = cut_short_metadata(start, scan.last_sealed_ms, status, reason);
             let trailer = append_final(file, cipher, scan.next_segment, &metadata)?;
             (metadata, trailer)
         }
@@ -107,12 +126,17 @@ fn rewrite_end(
 ///
 /// Everything here comes from the whole segments, so recovery interrupted and run
 /// again seals the same plaintext under the same nonce.
-fn partial_metadata(start: RecordingMetadata, last_sealed_ms: Option<i64>) -> RecordingMetadata {
+fn cut_short_metadata(
+    start: RecordingMetadata,
+    last_sealed_ms: Option<i64>,
+    status: RecordingStatus,
+    reason: &str,
+) -> RecordingMetadata {
     let end_ms = last_sealed_ms.unwrap_or(start.start_ms).max(start.start_ms);
     RecordingMetadata {
         end_ms: Some(end_ms),
-        status: RecordingStatus::Partial,
-        status_reason: Some(RECOVERED_REASON.to_owned()),
+        status,
+        status_reason: Some(reason.to_owned()),
         ..start
     }
 }

@@ -131,7 +131,13 @@ struct StoredCallRef<'a> {
     file_name: &'a str,
 }
 
+/// The stored form leaves out the call's events: DTMF digits may be a card number,
+/// and only the encrypted file may hold them.
 fn encode(meta: &RecordingMetadata, file_name: &str) -> Vec<u8> {
+    let meta = &RecordingMetadata {
+        events: Vec::new(),
+        ..meta.clone()
+    };
     serde_json::to_vec(&StoredCallRef { meta, file_name })
         .expect("metadata serialises: plain fields")
 }

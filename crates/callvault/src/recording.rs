@@ -1,0 +1,125 @@
+//! The B2BUA's hook that records calls: it turns call events into the recorder's.
+//!
+//! Every call is recorded for now; the recording policy (personal lines, opt-outs)
+//! decides here once it exists (issue 5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callvault_b2bua::{CallHook, CallInfo, EndReason, MediaUpdate};
+use callvault_media::{Side, Tap};
+use callvault_recorder::encode::OutputFormat;
+use callvault_recorder::mix::Channels;
+use callvault_recorder::pipeline::PipelineConfig;
+use callvault_recorder::{CallStart, Recorder, RecorderConfig, RecorderHandle};
+use callvault_store::file::WriterOptions;
+use callvault_store::keys::Keyring;
+use callvault_store::{CallDirection, Store};
+
+use crate::config::{self, Config};
+
+/// How long each jitter buffer waits for late packets.
+const JITTER_DEPTH: Duration = Duration::from_millis(60);
+
+/// How much audio the writer gathers before sealing a segment. With the
+/// pipeline's lag (180 ms), the task's hand-over (100 ms) and an Ogg page (200 ms),
+/// a crash loses under one second.
+const SEGMENT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Starts the recorder for the daemon.
+pub(crate) fn start_recorder(
+    config: &Config,
+    store: Arc<Store>,
+    keys: Arc<Keyring>,
+) -> std::io::Result<Recorder> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let recorder = RecorderConfig {
+        pipeline: PipelineConfig {
+            format: match config.storage.format {
+                config::AudioFormat::Opus => OutputFormat::OggOpus,
+                config::AudioFormat::Wav => OutputFormat::Wav,
+            },
+            channels: match config.storage.channels {
+                config::Channels::Stereo => Channels::Stereo,
+                config::Channels::Mono => Channels::Mono,
+            },
+            jitter_depth: JITTER_DEPTH,
+        },
+        writer: WriterOptions {
+            segment_interval: SEGMENT_INTERVAL,
+            sync_each_segment: true,
+        },
+        tap_capacity: config.media.tap_queue_packets,
+        threads,
+    };
+    Recorder::new(recorder, store, keys)
+}
+
+/// Records every call the B2BUA carries.
+#[derive(Debug)]
+pub(crate) struct RecordingHook {
+    recorder: RecorderHandle,
+    early_media: bool,
+}
+
+impl RecordingHook {
+    pub(crate) fn new(recorder: RecorderHandle, config: &Config) -> Self {
+        Self {
+            recorder,
+            early_media: config.storage.early_media,
+        }
+    }
+
+    fn start(&self, call: &CallInfo) -> Option<Tap> {
+        let (direction, extension) = match call.direction {
+            callvault_b2bua::CallDirection::Outbound => {
+                (CallDirection::Outbound, Some(call.caller.clone()))
+            }
+            // The dialled number is not yet mapped to an extension (issue 5).
+            callvault_b2bua::CallDirection::Inbound => (CallDirection::Inbound, None),
+        };
+        self.recorder.start(CallStart {
+            call_id: call.id,
+            direction,
+            caller: call.caller.clone(),
+            callee: call.callee.clone(),
+            extension,
+        })
+    }
+}
+
+impl CallHook for RecordingHook {
+    fn on_answer(&self, call: &CallInfo) -> Option<Tap> {
+        self.start(call)
+    }
+
+    fn on_early_media(&self, call: &CallInfo) -> Option<Tap> {
+        if self.early_media {
+            self.start(call)
+        } else {
+            None
+        }
+    }
+
+    fn on_media(&self, call: &CallInfo, update: &MediaUpdate) {
+        self.recorder.media(call.id, update.side, &update.streams);
+    }
+
+    fn on_end(&self, call: &CallInfo, reason: EndReason) {
+        self.recorder.end(call.id, &describe(reason));
+    }
+}
+
+/// How a call ended, in the words the recording's metadata keeps.
+fn describe(reason: EndReason) -> String {
+    match reason {
+        EndReason::Bye(Side::Trunk) => "BYE from the external party".to_owned(),
+        EndReason::Bye(Side::Pbx) => "BYE from the practice".to_owned(),
+        EndReason::Cancelled => "cancelled before answer".to_owned(),
+        EndReason::Failed(status) => format!("the call failed with status {status}"),
+        EndReason::MediaTimeout => "no RTP either way for the RTP timeout".to_owned(),
+        EndReason::TransactionTimeout => "a SIP transaction timed out".to_owned(),
+        EndReason::SessionExpired => "the session timer expired unrefreshed".to_owned(),
+        EndReason::Shutdown => "the daemon shut down".to_owned(),
+    }
+}
