@@ -10,6 +10,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use callvault_store::keys::Keyring;
+use callvault_store::{EventKind, Party, RecordingMetadata, RecordingStatus};
 use support::callvault::Callvault;
 use support::config::TestConfig;
 use support::ports::Protocol;
@@ -99,6 +101,40 @@ impl Flow {
     }
 }
 
+/// Waits until `count` recordings are finished, and reads their metadata.
+///
+/// The recorder finishes a file just after the call ends, on its own threads.
+fn finished_recordings(flow: &Flow, count: usize) -> Vec<RecordingMetadata> {
+    let dir = flow.config.data_dir.join("recordings");
+    let files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    let done = support::wait_until(Duration::from_secs(20), || {
+        let files = files();
+        files.len() == count && files.iter().all(|file| file.extension().unwrap() == "cvr")
+    });
+    assert!(done, "expected {count} finished recordings, found {:?}", files());
+    let keys = Keyring::load(&flow.config.data_dir.join("master.key")).unwrap();
+    files()
+        .iter()
+        .map(|file| callvault_store::file::read_metadata(file, &keys).unwrap())
+        .collect()
+}
+
+/// Asserts that no recording was begun: no file at all, not even a `.part`.
+fn assert_nothing_recorded(flow: &Flow) {
+    let dir = flow.config.data_dir.join("recordings");
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+    assert!(files.is_empty(), "unexpected recordings: {files:?}");
+}
+
+/// The recording's length from its metadata, in seconds.
+fn recorded_seconds(metadata: &RecordingMetadata) -> f64 {
+    (metadata.end_ms.unwrap() - metadata.start_ms) as f64 / 1000.0
+}
+
 fn assert_both_succeed(flow: &Flow, (uac, uas): &(SippOutcome, SippOutcome)) {
     assert!(
         uac.succeeded() && uas.succeeded(),
@@ -150,6 +186,29 @@ fn cancel_before_answer_reaches_the_callee() {
         let outcomes = flow.call(caller, "uac_cancel", "uas_ring_cancel");
         assert_both_succeed(&flow, &outcomes);
     }
+    assert_nothing_recorded(&flow);
+}
+
+#[test]
+fn early_media_is_recorded_when_configured_and_finished_on_cancel() {
+    let flow = Flow::start_with("early-media-recorded", |config| config.early_media = true);
+    let outcomes = flow.call(Caller::Pbx, "uac_cancel_early", "uas_early_cancel");
+    assert_both_succeed(&flow, &outcomes);
+    let recordings = finished_recordings(&flow, 1);
+    let metadata = &recordings[0];
+    assert_eq!(metadata.status, RecordingStatus::Complete);
+    assert_eq!(metadata.end_reason.as_deref(), Some("cancelled before answer"));
+    // The caller listened to the early media for 1.5 s before cancelling.
+    let seconds = recorded_seconds(metadata);
+    assert!((1.4..3.0).contains(&seconds), "recorded {seconds} s");
+}
+
+#[test]
+fn early_media_is_not_recorded_by_default() {
+    let flow = Flow::start("early-media-default");
+    let outcomes = flow.call(Caller::Pbx, "uac_cancel_early", "uas_early_cancel");
+    assert_both_succeed(&flow, &outcomes);
+    assert_nothing_recorded(&flow);
 }
 
 #[test]
@@ -166,6 +225,7 @@ fn busy_callee_is_reported_to_the_caller() {
         let outcomes = flow.call(caller, "uac_rejected", "uas_busy");
         assert_both_succeed(&flow, &outcomes);
     }
+    assert_nothing_recorded(&flow);
 }
 
 #[test]
@@ -173,6 +233,20 @@ fn hold_and_resume_by_reinvite_pass_through() {
     let flow = Flow::start("hold");
     let outcomes = flow.call(Caller::Pbx, "uac_hold", "uas_hold");
     assert_both_succeed(&flow, &outcomes);
+    let recordings = finished_recordings(&flow, 1);
+    let metadata = &recordings[0];
+    let holds: Vec<_> = metadata
+        .events
+        .iter()
+        .filter(|event| matches!(event.kind, EventKind::Hold { .. }))
+        .collect();
+    assert_eq!(holds.len(), 1, "{:?}", metadata.events);
+    assert_eq!(holds[0].party, Party::Practice, "the PBX put the call on hold");
+    assert!(
+        matches!(holds[0].kind, EventKind::Hold { duration_ms: Some(ms) } if ms > 0),
+        "{holds:?}"
+    );
+    assert_eq!(metadata.end_reason.as_deref(), Some("BYE from the practice"));
 }
 
 #[test]
@@ -219,6 +293,40 @@ fn silent_media_ends_the_call_with_bye_on_both_sides() {
         "{}",
         flow.callvault.output()
     );
+    let recordings = finished_recordings(&flow, 1);
+    let metadata = &recordings[0];
+    assert_eq!(
+        metadata.end_reason.as_deref(),
+        Some("no RTP either way for the RTP timeout")
+    );
+    let seconds = recorded_seconds(metadata);
+    assert!((1.9..4.0).contains(&seconds), "recorded {seconds} s");
+}
+
+#[test]
+fn shutdown_mid_call_hangs_up_and_finishes_the_recording() {
+    let mut flow = Flow::start("shutdown-recording");
+    let (from, to, entry) = flow.addresses(Caller::Pbx);
+    let set = ["-set", "rtp", "40000", "-set", "sdpver", "1"];
+    let uas = Sipp::uas("flows/uas_answer.xml", to).args(&set).spawn(&flow.dir);
+    let uac = Sipp::uac("flows/uac_wait_bye.xml", from, entry)
+        .args(&["-s", "07700900123", "-set", "caller", "205"])
+        .args(&set)
+        .spawn(&flow.dir);
+    flow.callvault
+        .wait_for_log("recording started", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    flow.callvault.signal("TERM");
+    let status = flow.callvault.wait_for_exit(Duration::from_secs(30));
+    assert!(status.success(), "{}", flow.callvault.output());
+    let (uac, uas) = (uac.wait(), uas.wait());
+    assert!(uac.succeeded() && uas.succeeded(), "{}\n{}", uac.report(), uas.report());
+
+    let recordings = finished_recordings(&flow, 1);
+    let metadata = &recordings[0];
+    assert_eq!(metadata.status, RecordingStatus::Complete);
+    assert_eq!(metadata.end_reason.as_deref(), Some("the daemon shut down"));
+    assert!(recorded_seconds(metadata) >= 1.0);
 }
 
 #[test]

@@ -59,7 +59,10 @@ impl Tap {
     }
 
     /// Queues a copy without waiting; false when it had to be dropped.
-    pub(crate) fn offer(&self, packet: TapPacket) -> bool {
+    ///
+    /// The relay calls this for each packet of a tapped call; it is public so that
+    /// the recorder's tests can feed a tap as the relay would.
+    pub fn offer(&self, packet: TapPacket) -> bool {
         let queued = self.sender.try_send(packet).is_ok();
         let counter = if queued {
             &self.counters.delivered

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use callvault_media::Side;
-use callvault_sip::sdp::MediaDescription;
+use callvault_sip::sdp::{MediaDescription, MediaDirection};
 
 use crate::codec::static_payload_type;
 
@@ -51,8 +51,12 @@ pub struct SideMedia {
     /// Payload types in the order of the `m=` line (the first is preferred).
     pub order: Vec<u8>,
     pub formats: HashMap<u8, PayloadFormat>,
-    /// Whether this side put its audio on hold (sendonly, inactive, or `c=0.0.0.0`).
+    /// Whether this side put the call on hold: its SDP says sendonly or inactive, or
+    /// `c=0.0.0.0` (RFC 3264 §8.4). An answer of recvonly only agrees to a hold.
     pub on_hold: bool,
+    /// Whether the stream is SRTP (`RTP/SAVP`, `RTP/SAVPF`): its payloads are
+    /// ciphertext the recorder has no key for.
+    pub encrypted: bool,
 }
 
 impl SideMedia {
@@ -79,7 +83,8 @@ impl SideMedia {
             stream: Some(index),
             order,
             formats,
-            on_hold: audio.is_hold() || audio.port == 0,
+            on_hold: holds(audio),
+            encrypted: audio.protocol.to_ascii_uppercase().contains("SAVP"),
         }
     }
 
@@ -133,7 +138,22 @@ impl CallMedia {
     }
 
     /// What `payload_type` means in a packet sent by `from`.
+    ///
+    /// Audio of an SRTP stream resolves to the encoding `SRTP`, which no decoder
+    /// takes: decoding ciphertext as G.711 would record noise.
     pub fn resolve(&self, from: Side, payload_type: u8) -> Option<PayloadFormat> {
+        let format = self.resolve_plain(from, payload_type)?;
+        let encrypted = self.side(from).encrypted || self.side(from.other()).encrypted;
+        if encrypted && format.is_audio() {
+            return Some(PayloadFormat {
+                encoding: "SRTP".to_owned(),
+                clock_rate: format.clock_rate,
+            });
+        }
+        Some(format)
+    }
+
+    fn resolve_plain(&self, from: Side, payload_type: u8) -> Option<PayloadFormat> {
         self.side(from.other())
             .format(payload_type)
             .or_else(|| self.side(from).format(payload_type))
@@ -164,6 +184,14 @@ impl CallMedia {
             .filter_map(SideMedia::preferred)
             .any(|format| format.is_wideband())
     }
+}
+
+fn holds(audio: &MediaDescription) -> bool {
+    let direction = matches!(
+        audio.direction,
+        MediaDirection::SendOnly | MediaDirection::Inactive
+    );
+    direction || audio.connection.is_some_and(|ip| ip.is_unspecified()) || audio.port == 0
 }
 
 /// RFC 3389 comfort noise has the static payload type 13 (RFC 3551 table 4).
@@ -244,6 +272,22 @@ a=rtpmap:101 telephone-event/8000
     fn sendonly_marks_hold() {
         let held = media(&OFFER.replace("a=rtpmap:101", "a=sendonly\na=rtpmap:101"));
         assert!(held.on_hold);
+    }
+
+    #[test]
+    fn srtp_audio_resolves_to_no_decodable_codec() {
+        let mut call = CallMedia::default();
+        call.update(Side::Trunk, media(&OFFER.replace("RTP/AVP 9", "RTP/SAVP 9")));
+        assert_eq!(call.resolve(Side::Pbx, 0).unwrap().encoding, "SRTP");
+        assert!(call.resolve(Side::Pbx, 101).unwrap().is_telephone_event());
+    }
+
+    #[test]
+    fn recvonly_answer_is_not_a_hold() {
+        let answer = media(&OFFER.replace("a=rtpmap:101", "a=recvonly\na=rtpmap:101"));
+        assert!(!answer.on_hold);
+        let inactive = media(&OFFER.replace("a=rtpmap:101", "a=inactive\na=rtpmap:101"));
+        assert!(inactive.on_hold);
     }
 
     #[test]

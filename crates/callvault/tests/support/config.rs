@@ -23,6 +23,12 @@ pub(crate) struct TestConfig {
     pub(crate) metrics_listen: SocketAddr,
     pub(crate) console_listen: SocketAddr,
     pub(crate) data_dir: PathBuf,
+    /// `[storage] format` (`opus` or `wav`), when a test sets it.
+    pub(crate) format: Option<String>,
+    /// `[storage] channels` (`stereo` or `mono`), when a test sets it.
+    pub(crate) channels: Option<String>,
+    /// `[storage] early_media`.
+    pub(crate) early_media: bool,
     /// `text` or `json`.
     pub(crate) log_format: String,
     pub(crate) log_level: String,
@@ -47,6 +53,9 @@ impl TestConfig {
             metrics_listen: free_tcp_address(),
             console_listen: free_tcp_address(),
             data_dir: dir.path().join("data"),
+            format: None,
+            channels: None,
+            early_media: false,
             log_format: "text".to_owned(),
             log_level: "info".to_owned(),
             extra: String::new(),
@@ -82,10 +91,20 @@ impl TestConfig {
         let (data, key) = (self.data_dir.display(), self.data_dir.join("master.key"));
         writeln!(
             text,
-            "[storage]\ndata_dir = \"{data}\"\nkey_file = \"{}\"\n",
+            "[storage]\ndata_dir = \"{data}\"\nkey_file = \"{}\"",
             key.display()
         )
         .unwrap();
+        if let Some(format) = &self.format {
+            writeln!(text, "format = \"{format}\"").unwrap();
+        }
+        if let Some(channels) = &self.channels {
+            writeln!(text, "channels = \"{channels}\"").unwrap();
+        }
+        if self.early_media {
+            writeln!(text, "early_media = true").unwrap();
+        }
+        text.push('\n');
         writeln!(text, "[metrics]\nlisten = \"{}\"\n", self.metrics_listen).unwrap();
         writeln!(text, "[console]\nlisten = \"{}\"\n", self.console_listen).unwrap();
         let (format, level) = (&self.log_format, &self.log_level);
