@@ -204,6 +204,16 @@ fn early_media_is_recorded_when_configured_and_finished_on_cancel() {
 }
 
 #[test]
+fn early_media_recording_goes_on_through_the_answer_as_one_recording() {
+    let flow = Flow::start_with("early-media-answered", |config| config.early_media = true);
+    let outcomes = flow.call(Caller::Pbx, "uac_prack", "uas_prack");
+    assert_both_succeed(&flow, &outcomes);
+    let recordings = finished_recordings(&flow, 1);
+    assert_eq!(recordings[0].status, RecordingStatus::Complete);
+    assert_eq!(recordings[0].end_reason.as_deref(), Some("BYE from the practice"));
+}
+
+#[test]
 fn early_media_is_not_recorded_by_default() {
     let flow = Flow::start("early-media-default");
     let outcomes = flow.call(Caller::Pbx, "uac_cancel_early", "uas_early_cancel");

@@ -417,3 +417,42 @@ fn ogg_opus_output_is_an_ogg_stream_from_the_first_byte() {
     assert_eq!(&ogg[..4], b"OggS");
     assert!(ogg.windows(8).any(|w| w == b"OpusHead"));
 }
+
+#[test]
+fn transfer_to_another_phone_keeps_the_timeline_and_both_phones_audio() {
+    let start = Instant::now();
+    let mut pipeline = CallPipeline::new(config(OutputFormat::Wav, Channels::Stereo, 60), start);
+    pipeline.set_media(Side::Pbx, pcmu_media(), start);
+    pipeline.set_media(Side::Trunk, pcmu_media(), start);
+
+    // The practice's first phone talks for 1 s; after 500 ms of silence (the PBX
+    // re-INVITEs the trunk to the new phone) the second phone, with its own SSRC,
+    // sequence numbers and timestamps, talks for 1 s.
+    let mut first = Sender::new(Side::Pbx);
+    let mut second = Sender::new(Side::Pbx);
+    second.ssrc = 0x3333;
+    second.sequence = 40_000;
+    second.timestamp = 7;
+    second.hz = 600.0;
+    let mut wav = Vec::new();
+    for n in 0..125u32 {
+        let at = start + FRAME * n;
+        match n {
+            0..50 => pipeline.push(&first.frame(at)).unwrap(),
+            75..125 => pipeline.push(&second.frame(at)).unwrap(),
+            _ => {}
+        }
+        pipeline.advance(at + FRAME, &mut wav).unwrap();
+    }
+    pipeline.finish(start + Duration::from_millis(2500), &mut wav).unwrap();
+
+    let [_, right]: [Vec<i16>; 2] = channels(&wav, 2).try_into().unwrap();
+    assert_eq!(right.len(), 20_000);
+    let (before, gap, after) = (&right[400..7600], &right[8400..11600], &right[12400..19600]);
+    assert!((frequency(before, RATE) - PRACTICE_HZ).abs() < 10.0);
+    assert!(rms(gap) < 1.0, "silence while the call moved");
+    assert!((frequency(after, RATE) - 600.0).abs() < 10.0, "{}", frequency(after, RATE));
+    // The second phone is placed where it arrived, 1.5 s in.
+    assert!((first_sound(&right[8000..]) as i64 + 8000 - 12_000).abs() <= 80);
+    assert_eq!(pipeline.stats().jitter.ssrc_changes, 1);
+}
