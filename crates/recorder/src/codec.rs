@@ -1,20 +1,22 @@
-//! Audio decoders for the codecs a UK trunk offers: PCMU, PCMA and G.722.
+//! Audio decoders for the codecs a UK trunk offers: PCMU, PCMA, G.722 and Opus.
 //!
 //! A [`Decoder`] turns one RTP payload into mono PCM at its own sample rate and
 //! stands in for lost frames. [`decoder_for`] picks one from an SDP `rtpmap`
 //! encoding name; [`static_payload_type`] names the RFC 3551 static payload types
 //! that need no `rtpmap`.
 //!
-//! Packet loss concealment is deliberately simple for every codec: the last
-//! decoded frame is played backwards and forwards (so the waveform joins the last
-//! real sample without a step) while fading linearly to silence over 20 ms; a longer
-//! loss is silence. ITU-T G.711 Appendix I's pitch-based concealment and G.722
-//! Appendix III/IV are not implemented.
+//! Opus conceals a loss with libopus's own extrapolation (see [`opus`]). For the
+//! others concealment is deliberately simple: the last decoded frame is played
+//! backwards and forwards (so the waveform joins the last real sample without a
+//! step) while fading linearly to silence over 20 ms; a longer loss is silence.
+//! ITU-T G.711 Appendix I's pitch-based concealment and G.722 Appendix III/IV are
+//! not implemented.
 
 use std::fmt;
 
 pub mod g711;
 mod g722;
+pub mod opus;
 
 /// Decodes one codec's RTP payloads to mono PCM.
 ///
@@ -23,7 +25,8 @@ pub trait Decoder: Send + fmt::Debug {
     /// Samples per second of the decoded PCM.
     ///
     /// 8000 for G.711 and 16000 for G.722. G.722's RTP clock is 8000 all the same
-    /// (RFC 3551 §4.5.2), so this is not the rate of RTP timestamps.
+    /// (RFC 3551 §4.5.2), and Opus's is 48000 at any output rate (RFC 7587 §4.1), so
+    /// this is not the rate of RTP timestamps.
     fn sample_rate(&self) -> u32;
 
     /// Decodes one RTP payload, appending mono PCM to `out`.
@@ -35,20 +38,49 @@ pub trait Decoder: Send + fmt::Debug {
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>);
 }
 
-/// Why a payload could not be decoded.
+/// Why a payload could not be decoded, or a decoder made.
 ///
-/// It has no variants yet: every byte string is a valid G.711 payload, and a valid
-/// G.722 one at 64 kbit/s, the only G.722 mode RTP carries (RFC 3551 §4.5.2). Codecs
-/// with framing (Opus) will add variants, so callers must handle the error anyway.
+/// Every byte string is a valid G.711 payload, and a valid G.722 one at 64 kbit/s,
+/// the only G.722 mode RTP carries (RFC 3551 §4.5.2); only Opus, which has framing,
+/// can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CodecError {}
+pub enum CodecError {
+    /// libopus does not decode to this rate.
+    #[error("opus cannot be decoded at {output_rate} Hz")]
+    UnsupportedOpusRate {
+        /// The rate asked for.
+        output_rate: u32,
+    },
+    /// libopus found the packet malformed (RFC 6716 §3.4 lists the rules).
+    #[error("opus packet of {bytes} bytes rejected: {reason}")]
+    OpusPacketRejected {
+        /// Length of the payload.
+        bytes: usize,
+        /// libopus's description of the fault.
+        reason: &'static str,
+    },
+    /// The payload is longer than any UDP datagram could carry.
+    #[error("opus payload of {bytes} bytes is longer than a datagram")]
+    OpusPayloadTooLong {
+        /// Length of the payload.
+        bytes: usize,
+    },
+}
 
 /// Returns a decoder for an SDP `rtpmap` encoding, or `None` if unsupported.
 ///
 /// The name is matched without regard to case (RFC 4855 §3). The clock rate must be
-/// the one RFC 3551 gives the encoding: 8000 for all three, G.722 included.
+/// the encoding's RTP clock rate: 8000 for PCMU, PCMA and G.722 (RFC 3551), 48000
+/// for Opus (RFC 7587 §4.1).
+///
+/// Opus is decoded to 16 kHz: recordings are at most wideband, and 16 kHz is the
+/// mixer's top rate, so decoding more bandwidth would only be thrown away.
 pub fn decoder_for(encoding: &str, clock_rate: u32) -> Option<Box<dyn Decoder>> {
+    if encoding.eq_ignore_ascii_case("opus") && clock_rate == 48000 {
+        let decoder = opus::OpusDecoder::new(16000).expect("libopus decodes to 16 kHz");
+        return Some(Box::new(decoder));
+    }
     if clock_rate != 8000 {
         return None;
     }

@@ -97,7 +97,10 @@ impl SideMedia {
     pub fn preferred(&self) -> Option<PayloadFormat> {
         self.order
             .iter()
-            .filter_map(|&payload_type| self.format(payload_type).or_else(|| static_format(payload_type)))
+            .filter_map(|&payload_type| {
+                self.format(payload_type)
+                    .or_else(|| static_format(payload_type))
+            })
             .find(PayloadFormat::is_audio)
     }
 }
@@ -277,7 +280,10 @@ a=rtpmap:101 telephone-event/8000
     #[test]
     fn srtp_audio_resolves_to_no_decodable_codec() {
         let mut call = CallMedia::default();
-        call.update(Side::Trunk, media(&OFFER.replace("RTP/AVP 9", "RTP/SAVP 9")));
+        call.update(
+            Side::Trunk,
+            media(&OFFER.replace("RTP/AVP 9", "RTP/SAVP 9")),
+        );
         assert_eq!(call.resolve(Side::Pbx, 0).unwrap().encoding, "SRTP");
         assert!(call.resolve(Side::Pbx, 101).unwrap().is_telephone_event());
     }

@@ -10,15 +10,23 @@
 //!   timeline from its RTP timestamp, reorders, drops duplicates, fills losses and
 //!   holds with silence of the right length, and keeps RFC 4733 DTMF and RFC 3389
 //!   comfort noise as events.
-//! - [`codec`]: G.711 (PCMU, PCMA) and G.722 decoders.
+//! - [`codec`]: G.711 (PCMU, PCMA), G.722 and Opus decoders.
 //! - [`mix`]: both directions aligned in time, stereo or mono.
 //! - [`wav`]: a streaming WAV writer.
+//! - [`encode`]: the recording as a stream of Ogg Opus or WAV bytes.
 //!
 //! This crate is being built (issue 4): the recording task that joins these to the
-//! B2BUA's tap and to the store's writer, and Ogg Opus, are not here yet.
+//! B2BUA's tap and to the store's writer is not here yet.
 
 pub mod codec;
+pub mod encode;
+pub mod formats;
 pub mod jitter;
 pub mod mix;
+pub mod pipeline;
+mod recorder;
 pub mod rtp;
+mod task;
 pub mod wav;
+
+pub use recorder::{CallStart, Recorder, RecorderConfig, RecorderHandle, RecorderStats};

@@ -286,16 +286,23 @@ mod resampler_tests {
     fn downsampler_keeps_a_low_tone_and_removes_a_high_one() {
         let tone = |hz: f64| -> Vec<i16> {
             (0..1600)
-                .map(|n| (10000.0 * (2.0 * std::f64::consts::PI * hz * n as f64 / 16000.0).sin()) as i16)
+                .map(|n| {
+                    (10000.0 * (2.0 * std::f64::consts::PI * hz * n as f64 / 16000.0).sin()) as i16
+                })
                 .collect()
         };
         let rms = |samples: &[i16]| {
-            (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+            (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64)
+                .sqrt()
         };
         let (mut low, mut high) = (Vec::new(), Vec::new());
         Downsampler2x::new().process(&tone(500.0), &mut low);
         Downsampler2x::new().process(&tone(7500.0), &mut high);
         assert!(rms(&low[10..]) > 6500.0, "500 Hz kept: {}", rms(&low[10..]));
-        assert!(rms(&high[10..]) < 500.0, "7.5 kHz removed: {}", rms(&high[10..]));
+        assert!(
+            rms(&high[10..]) < 500.0,
+            "7.5 kHz removed: {}",
+            rms(&high[10..])
+        );
     }
 }

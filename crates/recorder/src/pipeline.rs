@@ -16,7 +16,7 @@
 //! either side's SDP prefers a wideband codec (G.722, Opus), else 8 kHz. A codec
 //! that changes mid-call is decoded and resampled to that rate.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::{Duration, Instant};
 
 use callvault_media::{Side, TapPacket};
@@ -224,7 +224,11 @@ impl CallPipeline {
         self.output.as_ref().map(|output| output.rate)
     }
 
-    fn encode_until(&mut self, until: Instant, out: &mut Vec<u8>) -> Result<Duration, PipelineError> {
+    fn encode_until(
+        &mut self,
+        until: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<Duration, PipelineError> {
         let elapsed = until.saturating_duration_since(self.start);
         let channels = usize::from(self.config.channels.count());
         let output = self.output()?;
@@ -242,7 +246,11 @@ impl CallPipeline {
             let wideband = self.media.any_wideband()
                 || self.external.saw_wideband
                 || self.practice.saw_wideband;
-            let rate = if wideband { WIDEBAND_RATE } else { NARROWBAND_RATE };
+            let rate = if wideband {
+                WIDEBAND_RATE
+            } else {
+                NARROWBAND_RATE
+            };
             let channels = self.config.channels;
             let encoder = encoder_for(self.config.format, rate, channels.count())?;
             self.output = Some(Output {
@@ -251,7 +259,10 @@ impl CallPipeline {
                 encoder,
             });
         }
-        Ok(self.output.as_mut().expect("the output was made just above"))
+        Ok(self
+            .output
+            .as_mut()
+            .expect("the output was made just above"))
     }
 
     /// Places what one direction's jitter buffer released.
@@ -359,7 +370,11 @@ impl CallPipeline {
 
     /// Records comfort noise, joining it to the party's previous stretch if adjacent.
     fn comfort_noise(&mut self, party: Party, at_ms: u64, length_ms: u64) {
-        let previous = self.events.iter_mut().rev().find(|event| event.party == store_party(party));
+        let previous = self
+            .events
+            .iter_mut()
+            .rev()
+            .find(|event| event.party == store_party(party));
         if let Some(CallEvent {
             at_ms: began,
             kind: EventKind::ComfortNoise { duration_ms },
@@ -455,7 +470,12 @@ impl Direction {
     }
 
     /// The jitter buffer, made at the packet's clock rate if there is none.
-    fn buffer(&mut self, format: &PayloadFormat, start: Instant, depth: Duration) -> &mut JitterBuffer {
+    fn buffer(
+        &mut self,
+        format: &PayloadFormat,
+        start: Instant,
+        depth: Duration,
+    ) -> &mut JitterBuffer {
         if self.jitter.is_none() {
             self.clock_rate = format.clock_rate.max(1);
             let config = JitterConfig {
@@ -465,11 +485,17 @@ impl Direction {
             tracing::trace!(party = ?self.party, clock_rate = self.clock_rate, "jitter buffer made");
             self.jitter = Some(JitterBuffer::new(config, start));
         }
-        self.jitter.as_mut().expect("the buffer was made just above")
+        self.jitter
+            .as_mut()
+            .expect("the buffer was made just above")
     }
 
     fn poll(&mut self, now: Instant) -> Released {
-        let items = self.jitter.as_mut().map(|jitter| jitter.poll(now)).unwrap_or_default();
+        let items = self
+            .jitter
+            .as_mut()
+            .map(|jitter| jitter.poll(now))
+            .unwrap_or_default();
         Released {
             clock_rate: self.clock_rate,
             items,
@@ -477,7 +503,11 @@ impl Direction {
     }
 
     fn finish(&mut self) -> Released {
-        let items = self.jitter.as_mut().map(JitterBuffer::finish).unwrap_or_default();
+        let items = self
+            .jitter
+            .as_mut()
+            .map(JitterBuffer::finish)
+            .unwrap_or_default();
         Released {
             clock_rate: self.clock_rate,
             items,
@@ -485,12 +515,16 @@ impl Direction {
     }
 
     /// The decoder for a payload type, made on first use; `None` if unsupported.
-    fn decoder(&mut self, payload_type: u8, format: &PayloadFormat, rate: u32) -> Option<&mut DecoderSlot> {
-        if !self.decoders.contains_key(&payload_type) {
-            let slot = DecoderSlot::new(format, rate)?;
-            self.decoders.insert(payload_type, slot);
+    fn decoder(
+        &mut self,
+        payload_type: u8,
+        format: &PayloadFormat,
+        rate: u32,
+    ) -> Option<&mut DecoderSlot> {
+        match self.decoders.entry(payload_type) {
+            Entry::Occupied(slot) => Some(slot.into_mut()),
+            Entry::Vacant(vacant) => Some(vacant.insert(DecoderSlot::new(format, rate)?)),
         }
-        self.decoders.get_mut(&payload_type)
     }
 
     fn last_decoder(&mut self) -> Option<&mut DecoderSlot> {
@@ -499,7 +533,11 @@ impl Direction {
     }
 
     fn jitter_stats(&self) -> JitterStats {
-        let current = self.jitter.as_ref().map(JitterBuffer::stats).unwrap_or_default();
+        let current = self
+            .jitter
+            .as_ref()
+            .map(JitterBuffer::stats)
+            .unwrap_or_default();
         add_jitter(self.replaced_stats, current)
     }
 }
@@ -533,7 +571,8 @@ impl DecoderSlot {
     /// Conceals `samples` at the recording's rate.
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
         let mut concealed = Vec::new();
-        self.decoder.conceal(self.resampler.input_length(samples), &mut concealed);
+        self.decoder
+            .conceal(self.resampler.input_length(samples), &mut concealed);
         self.resampler.process(&concealed, out);
     }
 }

@@ -98,7 +98,9 @@ impl Shared {
     fn calls(&self) -> MutexGuard<'_, HashMap<u64, CallSlot>> {
         // A panic while holding the lock leaves a map that is still consistent:
         // every change to it is a single insert or remove.
-        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Called by a call's task when its recording is done.
@@ -113,7 +115,9 @@ impl Shared {
     }
 
     fn finishing(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.finishing.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.finishing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -180,7 +184,10 @@ impl Recorder {
             }
         };
         if tokio::time::timeout(timeout, all).await.is_err() {
-            error!(waiting, "recordings still finishing at shutdown; they are recovered at the next start");
+            error!(
+                waiting,
+                "recordings still finishing at shutdown; they are recovered at the next start"
+            );
         }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();

@@ -166,13 +166,17 @@ impl CallTask {
         }
         if !trouble.backlog_dropped.is_zero() {
             let seconds = trouble.backlog_dropped.as_secs_f64();
-            reasons.push(format!("the disk fell behind and {seconds:.1} s of audio were lost"));
+            reasons.push(format!(
+                "the disk fell behind and {seconds:.1} s of audio were lost"
+            ));
         }
         let stats = self.pipeline.stats();
         if stats.undecodable_packets > 0 {
             let codecs = self.pipeline.undecodable_codecs().join(", ");
             let count = stats.undecodable_packets;
-            reasons.push(format!("{count} packets in a codec the recorder cannot decode ({codecs})"));
+            reasons.push(format!(
+                "{count} packets in a codec the recorder cannot decode ({codecs})"
+            ));
         }
         if reasons.is_empty() {
             (RecordingStatus::Complete, None)
@@ -284,7 +288,10 @@ impl Sink {
         let job = match job.await {
             Ok(job) => job,
             Err(error) => {
-                self.fail(format!("the writer task ended abnormally: {error}"), trouble);
+                self.fail(
+                    format!("the writer task ended abnormally: {error}"),
+                    trouble,
+                );
                 return;
             }
         };
@@ -396,7 +403,12 @@ fn recover_failed(
         error!(%reason, "no recording file could be made for an answered call");
         return Err(Outcome::NotWritten);
     };
-    match recover_as(part_path, shared.keys.as_ref(), RecordingStatus::Failed, reason) {
+    match recover_as(
+        part_path,
+        shared.keys.as_ref(),
+        RecordingStatus::Failed,
+        reason,
+    ) {
         Ok(recovered) => Ok((recovered.path, recovered.metadata)),
         Err(error) => {
             // The .part file stays; the next start recovers it as partial.

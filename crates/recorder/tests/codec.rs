@@ -250,7 +250,7 @@ fn decoder_for_refuses_unknown_names_and_clock_rates() {
     for (name, clock_rate) in [
         ("G722", 16000),
         ("PCMU", 16000),
-        ("opus", 48000),
+        ("opus", 8000),
         ("telephone-event", 8000),
         ("CN", 8000),
         ("G729", 8000),

@@ -4,6 +4,8 @@
 //! 1000 Hz), so a channel can be told apart by the frequency it holds, and the
 //! time a tone begins and ends in the recording shows where the audio was placed.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -78,14 +80,23 @@ impl Sender {
         let start = self.phase;
         self.phase += samples;
         (start..start + samples)
-            .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * self.hz * n as f64 / rate as f64).sin()) as i16)
+            .map(|n| {
+                (8000.0 * (2.0 * std::f64::consts::PI * self.hz * n as f64 / rate as f64).sin())
+                    as i16
+            })
             .collect()
     }
 
     /// The next 20 ms of PCMU (or G.722 once switched).
     fn frame(&mut self, arrival: Instant) -> TapPacket {
         let (payload_type, payload) = match self.g722.is_some() {
-            false => (0, self.tone(160, RATE).into_iter().map(linear_to_ulaw).collect()),
+            false => (
+                0,
+                self.tone(160, RATE)
+                    .into_iter()
+                    .map(linear_to_ulaw)
+                    .collect(),
+            ),
             true => {
                 let pcm = self.tone(320, 16000);
                 (9, self.g722.as_mut().unwrap().encode(&pcm))
@@ -123,13 +134,17 @@ impl Sender {
     fn dtmf(&mut self, digit: u8, duration: u16, end: bool, arrival: Instant) -> TapPacket {
         let flags = if end { 0x80 } else { 0 } | 10;
         let payload = [digit, flags, (duration >> 8) as u8, duration as u8];
-        let packet = self.packet(101, duration == 160, &payload, 0, arrival);
-        packet
+        self.packet(101, duration == 160, &payload, 0, arrival)
     }
 }
 
 /// Both sides send `frames` frames from `offset` after the start, arriving on time.
-fn steady_call(pipeline: &mut CallPipeline, start: Instant, offset: Duration, frames: u32) -> Vec<u8> {
+fn steady_call(
+    pipeline: &mut CallPipeline,
+    start: Instant,
+    offset: Duration,
+    frames: u32,
+) -> Vec<u8> {
     let mut senders = [Sender::new(Side::Trunk), Sender::new(Side::Pbx)];
     let mut out = Vec::new();
     for n in 0..frames {
@@ -150,7 +165,14 @@ fn channels(wav: &[u8], count: usize) -> Vec<Vec<i16>> {
         .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
         .collect();
     (0..count)
-        .map(|channel| samples.iter().skip(channel).step_by(count).copied().collect())
+        .map(|channel| {
+            samples
+                .iter()
+                .skip(channel)
+                .step_by(count)
+                .copied()
+                .collect()
+        })
         .collect()
 }
 
@@ -193,10 +215,20 @@ fn recording_is_as_long_as_the_call_with_each_side_on_its_channel() {
     let speech = 1000..2800;
     let left_hz = frequency(&left[speech.clone()], RATE);
     let right_hz = frequency(&right[speech], RATE);
-    assert!((left_hz - EXTERNAL_HZ).abs() < 10.0, "left is the external party: {left_hz} Hz");
-    assert!((right_hz - PRACTICE_HZ).abs() < 10.0, "right is the practice: {right_hz} Hz");
+    assert!(
+        (left_hz - EXTERNAL_HZ).abs() < 10.0,
+        "left is the external party: {left_hz} Hz"
+    );
+    assert!(
+        (right_hz - PRACTICE_HZ).abs() < 10.0,
+        "right is the practice: {right_hz} Hz"
+    );
     // Placed where it arrived: 100 ms in, to within one 10 ms window.
-    assert!((first_sound(&left) as i64 - 800).abs() <= 80, "left starts at {}", first_sound(&left));
+    assert!(
+        (first_sound(&left) as i64 - 800).abs() <= 80,
+        "left starts at {}",
+        first_sound(&left)
+    );
     assert!((first_sound(&right) as i64 - 800).abs() <= 80);
     // 140 frames from 100 ms end at 2.9 s: the last 100 ms is silence.
     assert!(rms(&left[23_300..24_000]) < 1.0 && rms(&right[23_300..24_000]) < 1.0);
@@ -215,7 +247,9 @@ fn jitter_of_200_ms_and_reordering_record_the_same_audio_as_a_clean_network() {
     };
     let mut clean = make();
     let mut clean_wav = steady_call(&mut clean, start, Duration::ZERO, 150);
-    clean.finish(start + Duration::from_secs(3), &mut clean_wav).unwrap();
+    clean
+        .finish(start + Duration::from_secs(3), &mut clean_wav)
+        .unwrap();
 
     // The same packets, each delayed by up to 200 ms (the first on time), so that
     // many arrive after later ones.
@@ -243,13 +277,21 @@ fn jitter_of_200_ms_and_reordering_record_the_same_audio_as_a_clean_network() {
         }
         jittery.advance(now, &mut jittery_wav).unwrap();
     }
-    jittery.finish(start + Duration::from_secs(3), &mut jittery_wav).unwrap();
+    jittery
+        .finish(start + Duration::from_secs(3), &mut jittery_wav)
+        .unwrap();
 
     let stats = jittery.stats();
-    assert!(stats.jitter.reordered > 20, "the network reordered: {stats:?}");
+    assert!(
+        stats.jitter.reordered > 20,
+        "the network reordered: {stats:?}"
+    );
     assert_eq!(stats.jitter.late, 0);
     assert_eq!(stats.late_samples, 0);
-    assert!(jittery_wav == clean_wav, "the recording differs from the clean network's");
+    assert!(
+        jittery_wav == clean_wav,
+        "the recording differs from the clean network's"
+    );
 }
 
 #[test]
@@ -273,16 +315,29 @@ fn codec_change_to_g722_mid_call_is_followed_at_the_recording_rate() {
         pipeline.push(&practice.frame(at)).unwrap();
         pipeline.advance(at + FRAME, &mut wav).unwrap();
     }
-    pipeline.finish(start + Duration::from_secs(3), &mut wav).unwrap();
+    pipeline
+        .finish(start + Duration::from_secs(3), &mut wav)
+        .unwrap();
 
-    assert_eq!(pipeline.sample_rate(), Some(8000), "chosen at the start, from PCMU");
+    assert_eq!(
+        pipeline.sample_rate(),
+        Some(8000),
+        "chosen at the start, from PCMU"
+    );
     let [_, right]: [Vec<i16>; 2] = channels(&wav, 2).try_into().unwrap();
     assert_eq!(right.len(), 3 * RATE);
     let before = frequency(&right[2000..11000], RATE);
     let after = frequency(&right[13000..23000], RATE);
-    assert!((before - PRACTICE_HZ).abs() < 10.0, "PCMU part: {before} Hz");
+    assert!(
+        (before - PRACTICE_HZ).abs() < 10.0,
+        "PCMU part: {before} Hz"
+    );
     assert!((after - PRACTICE_HZ).abs() < 15.0, "G.722 part: {after} Hz");
-    assert!(rms(&right[13000..23000]) > 3000.0, "G.722 part is loud: {}", rms(&right[13000..23000]));
+    assert!(
+        rms(&right[13000..23000]) > 3000.0,
+        "G.722 part is loud: {}",
+        rms(&right[13000..23000])
+    );
     assert_eq!(pipeline.stats().undecodable_packets, 0);
 }
 
@@ -310,14 +365,20 @@ fn dtmf_and_hold_are_events_and_dtmf_is_not_audio() {
             _ => pipeline.push(&external.frame(at)).unwrap(),
         }
         if n == 60 {
-            pipeline.set_media(Side::Pbx, media("0 101", &["101 telephone-event/8000"], "sendonly"), at);
+            pipeline.set_media(
+                Side::Pbx,
+                media("0 101", &["101 telephone-event/8000"], "sendonly"),
+                at,
+            );
         }
         if n == 80 {
             pipeline.set_media(Side::Pbx, pcmu_media(), at);
         }
         pipeline.advance(at + FRAME, &mut wav).unwrap();
     }
-    pipeline.finish(start + Duration::from_secs(2), &mut wav).unwrap();
+    pipeline
+        .finish(start + Duration::from_secs(2), &mut wav)
+        .unwrap();
 
     let events = pipeline.events();
     let dtmf: Vec<_> = events
@@ -339,10 +400,19 @@ fn dtmf_and_hold_are_events_and_dtmf_is_not_audio() {
         .find(|event| matches!(event.kind, EventKind::Hold { .. }))
         .expect("a hold event");
     assert_eq!((hold.party, hold.at_ms), (Party::Practice, 1200));
-    assert_eq!(hold.kind, EventKind::Hold { duration_ms: Some(400) });
+    assert_eq!(
+        hold.kind,
+        EventKind::Hold {
+            duration_ms: Some(400)
+        }
+    );
     // The digit's 100 ms is silence in the recording, not a tone.
     let [left, _]: [Vec<i16>; 2] = channels(&wav, 2).try_into().unwrap();
-    assert!(rms(&left[8000 + 80..8800 - 80]) < 1.0, "{}", rms(&left[8000..8800]));
+    assert!(
+        rms(&left[8000 + 80..8800 - 80]) < 1.0,
+        "{}",
+        rms(&left[8000..8800])
+    );
 }
 
 #[test]
@@ -356,21 +426,29 @@ fn unknown_and_undecodable_payload_types_are_counted_and_skipped() {
     for n in 0..20u32 {
         let at = start + FRAME * n;
         let payload_type = if n % 2 == 0 { 18 } else { 77 };
-        pipeline.push(&external.packet(payload_type, false, &[0x55; 20], 160, at)).unwrap();
+        pipeline
+            .push(&external.packet(payload_type, false, &[0x55; 20], 160, at))
+            .unwrap();
         pipeline.advance(at + FRAME, &mut wav).unwrap();
     }
-    pipeline.push(&TapPacket {
-        from: Side::Trunk,
-        stream: 0,
-        arrival: start,
-        rtcp: false,
-        data: Bytes::from_static(&[0x12, 0x34]),
-    })
-    .unwrap();
-    pipeline.finish(start + Duration::from_millis(500), &mut wav).unwrap();
+    pipeline
+        .push(&TapPacket {
+            from: Side::Trunk,
+            stream: 0,
+            arrival: start,
+            rtcp: false,
+            data: Bytes::from_static(&[0x12, 0x34]),
+        })
+        .unwrap();
+    pipeline
+        .finish(start + Duration::from_millis(500), &mut wav)
+        .unwrap();
 
     let stats = pipeline.stats();
-    assert_eq!(stats.undecodable_packets, 10, "G.729 is known but not decodable");
+    assert_eq!(
+        stats.undecodable_packets, 10,
+        "G.729 is known but not decodable"
+    );
     assert_eq!(stats.unknown_payload_packets, 10, "77 is named nowhere");
     assert_eq!(stats.malformed_packets, 1);
     assert_eq!(pipeline.undecodable_codecs(), ["G729"]);
@@ -386,7 +464,9 @@ fn mono_recording_holds_both_parties_in_one_channel() {
     pipeline.set_media(Side::Pbx, pcmu_media(), start);
     pipeline.set_media(Side::Trunk, pcmu_media(), start);
     let mut wav = steady_call(&mut pipeline, start, Duration::ZERO, 50);
-    pipeline.finish(start + Duration::from_secs(1), &mut wav).unwrap();
+    pipeline
+        .finish(start + Duration::from_secs(1), &mut wav)
+        .unwrap();
     let [mono]: [Vec<i16>; 1] = channels(&wav, 1).try_into().unwrap();
     assert_eq!(mono.len(), RATE);
     // The sum of a 400 Hz and a 1000 Hz tone correlates with each.
@@ -398,9 +478,15 @@ fn mono_recording_holds_both_parties_in_one_channel() {
     for hz in [EXTERNAL_HZ, PRACTICE_HZ] {
         let reference = reference(hz);
         let window = 1000..7000;
-        let dot: f64 = window.clone().map(|n| f64::from(mono[n]) * reference[n]).sum();
+        let dot: f64 = window
+            .clone()
+            .map(|n| f64::from(mono[n]) * reference[n])
+            .sum();
         let amplitude = 2.0 * dot / window.len() as f64;
-        assert!(amplitude.abs() > 5000.0, "{hz} Hz present at amplitude {amplitude}");
+        assert!(
+            amplitude.abs() > 5000.0,
+            "{hz} Hz present at amplitude {amplitude}"
+        );
     }
 }
 
@@ -412,7 +498,9 @@ fn ogg_opus_output_is_an_ogg_stream_from_the_first_byte() {
     pipeline.set_media(Side::Pbx, pcmu_media(), start);
     pipeline.set_media(Side::Trunk, pcmu_media(), start);
     let mut ogg = steady_call(&mut pipeline, start, Duration::ZERO, 50);
-    let encoded = pipeline.finish(start + Duration::from_secs(1), &mut ogg).unwrap();
+    let encoded = pipeline
+        .finish(start + Duration::from_secs(1), &mut ogg)
+        .unwrap();
     assert!(encoded <= Duration::from_secs(1));
     assert_eq!(&ogg[..4], b"OggS");
     assert!(ogg.windows(8).any(|w| w == b"OpusHead"));
@@ -444,14 +532,20 @@ fn transfer_to_another_phone_keeps_the_timeline_and_both_phones_audio() {
         }
         pipeline.advance(at + FRAME, &mut wav).unwrap();
     }
-    pipeline.finish(start + Duration::from_millis(2500), &mut wav).unwrap();
+    pipeline
+        .finish(start + Duration::from_millis(2500), &mut wav)
+        .unwrap();
 
     let [_, right]: [Vec<i16>; 2] = channels(&wav, 2).try_into().unwrap();
     assert_eq!(right.len(), 20_000);
     let (before, gap, after) = (&right[400..7600], &right[8400..11600], &right[12400..19600]);
     assert!((frequency(before, RATE) - PRACTICE_HZ).abs() < 10.0);
     assert!(rms(gap) < 1.0, "silence while the call moved");
-    assert!((frequency(after, RATE) - 600.0).abs() < 10.0, "{}", frequency(after, RATE));
+    assert!(
+        (frequency(after, RATE) - 600.0).abs() < 10.0,
+        "{}",
+        frequency(after, RATE)
+    );
     // The second phone is placed where it arrived, 1.5 s in.
     assert!((first_sound(&right[8000..]) as i64 + 8000 - 12_000).abs() <= 80);
     assert_eq!(pipeline.stats().jitter.ssrc_changes, 1);

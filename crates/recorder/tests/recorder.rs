@@ -3,6 +3,8 @@
 //! The tap is fed as the relay feeds it; the recorder runs on its own threads, so
 //! the tests wait for its results with a deadline rather than a fixed sleep.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("callvault-recorder-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("callvault-recorder-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let keys = Arc::new(Keyring::generate().unwrap());
@@ -130,7 +133,9 @@ fn only_recording(fixture: &Fixture) -> callvault_store::file::Recording {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 #[tokio::test]
@@ -144,20 +149,37 @@ async fn answered_call_is_recorded_encrypted_indexed_and_as_long_as_the_call() {
     talk(&tap, 50).await;
     handle.end(1, "BYE from the practice");
     let length = began.elapsed();
-    wait_for("the recording to be indexed", || handle.stats().complete == 1).await;
+    wait_for("the recording to be indexed", || {
+        handle.stats().complete == 1
+    })
+    .await;
 
     let recording = only_recording(&fixture);
     let metadata = &recording.metadata;
     assert_eq!(metadata.status, RecordingStatus::Complete);
-    assert_eq!(metadata.end_reason.as_deref(), Some("BYE from the practice"));
+    assert_eq!(
+        metadata.end_reason.as_deref(),
+        Some("BYE from the practice")
+    );
     assert_eq!(metadata.lost_packets, 0);
     assert_eq!(metadata.media_type, "audio/wav");
     let seconds = (recording.audio.len() - 44) as f64 / (8000.0 * 4.0);
     let recorded = (metadata.end_ms.unwrap() - metadata.start_ms) as f64 / 1000.0;
-    assert!((seconds - recorded).abs() < 0.1, "audio {seconds} s, call {recorded} s");
-    assert!((seconds - length.as_secs_f64()).abs() < 0.1, "audio {seconds} s, measured {length:?}");
+    assert!(
+        (seconds - recorded).abs() < 0.1,
+        "audio {seconds} s, call {recorded} s"
+    );
+    assert!(
+        (seconds - length.as_secs_f64()).abs() < 0.1,
+        "audio {seconds} s, measured {length:?}"
+    );
 
-    let indexed = fixture.store.index().get(&metadata.id).unwrap().expect("indexed");
+    let indexed = fixture
+        .store
+        .index()
+        .get(&metadata.id)
+        .unwrap()
+        .expect("indexed");
     assert_eq!(indexed.meta.status, RecordingStatus::Complete);
     // Neither the audio nor the numbers are on disk in the clear.
     let raw = std::fs::read(&fixture.recordings()[0]).unwrap();
@@ -180,13 +202,19 @@ async fn tap_overflow_marks_the_recording_degraded_with_the_packets_lost() {
     let dropped = tap.dropped();
     assert!(dropped >= 90, "only {dropped} dropped");
     handle.end(2, "BYE from the external party");
-    wait_for("the recording to be indexed", || handle.stats().degraded == 1).await;
+    wait_for("the recording to be indexed", || {
+        handle.stats().degraded == 1
+    })
+    .await;
 
     let metadata = only_recording(&fixture).metadata;
     assert_eq!(metadata.status, RecordingStatus::Degraded);
     assert_eq!(metadata.lost_packets, dropped);
     let reason = metadata.status_reason.unwrap();
-    assert!(reason.contains(&format!("lost {dropped} packets")), "{reason}");
+    assert!(
+        reason.contains(&format!("lost {dropped} packets")),
+        "{reason}"
+    );
     recorder.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -210,7 +238,9 @@ async fn shutdown_finishes_every_recording_in_progress() {
     assert_eq!(files.len(), 3, "{files:?}");
     for file in files {
         assert_eq!(file.extension().unwrap(), "cvr");
-        let metadata = read_recording(&file, fixture.keys.as_ref()).unwrap().metadata;
+        let metadata = read_recording(&file, fixture.keys.as_ref())
+            .unwrap()
+            .metadata;
         assert_eq!(metadata.status, RecordingStatus::Complete);
         assert_eq!(metadata.end_reason.as_deref(), Some("the daemon shut down"));
         assert!(fixture.store.index().get(&metadata.id).unwrap().is_some());
@@ -227,7 +257,9 @@ async fn a_recording_that_cannot_be_created_is_counted_missed_and_the_tap_still_
     let recorder = fixture.recorder(64);
     let handle = recorder.handle();
     pcmu_sdp(&handle, 3);
-    let tap = handle.start(call(3)).expect("a tap, even if the file fails");
+    let tap = handle
+        .start(call(3))
+        .expect("a tap, even if the file fails");
     talk(&tap, 10).await;
     assert_eq!(tap.dropped(), 0, "the recorder kept draining its tap");
     handle.end(3, "BYE from the practice");
