@@ -404,6 +404,8 @@ impl Iterator for Synthetic {
             status: RecordingStatus::Complete,
             status_reason: None,
             lost_packets: 0,
+            end_reason: None,
+            events: Vec::new(),
         };
         let file_name = format!("{}.cvr", meta.id);
         Some((meta, file_name))

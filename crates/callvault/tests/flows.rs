@@ -108,31 +108,47 @@ fn finished_recordings(flow: &Flow, count: usize) -> Vec<RecordingMetadata> {
     let dir = flow.config.data_dir.join("recordings");
     let files = || -> Vec<std::path::PathBuf> {
         std::fs::read_dir(&dir)
-            .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
+            .map(|entries| {
+                entries
+                    .map(|entry| entry.expect("a readable directory").path())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let done = support::wait_until(Duration::from_secs(20), || {
         let files = files();
-        files.len() == count && files.iter().all(|file| file.extension().unwrap() == "cvr")
+        files.len() == count
+            && files
+                .iter()
+                .all(|file| file.extension() == Some("cvr".as_ref()))
     });
-    assert!(done, "expected {count} finished recordings, found {:?}", files());
-    let keys = Keyring::load(&flow.config.data_dir.join("master.key")).unwrap();
+    assert!(
+        done,
+        "expected {count} finished recordings, found {:?}",
+        files()
+    );
+    let keys = Keyring::load(&flow.config.data_dir.join("master.key")).expect("the test's key");
     files()
         .iter()
-        .map(|file| callvault_store::file::read_metadata(file, &keys).unwrap())
+        .map(|file| {
+            callvault_store::file::read_metadata(file, &keys).expect("a readable recording")
+        })
         .collect()
 }
 
 /// Asserts that no recording was begun: no file at all, not even a `.part`.
 fn assert_nothing_recorded(flow: &Flow) {
     let dir = flow.config.data_dir.join("recordings");
-    let files: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .expect("the recordings directory")
+        .collect();
     assert!(files.is_empty(), "unexpected recordings: {files:?}");
 }
 
 /// The recording's length from its metadata, in seconds.
 fn recorded_seconds(metadata: &RecordingMetadata) -> f64 {
-    (metadata.end_ms.unwrap() - metadata.start_ms) as f64 / 1000.0
+    let end_ms = metadata.end_ms.expect("a finished recording has an end");
+    (end_ms - metadata.start_ms) as f64 / 1000.0
 }
 
 fn assert_both_succeed(flow: &Flow, (uac, uas): &(SippOutcome, SippOutcome)) {
@@ -197,7 +213,10 @@ fn early_media_is_recorded_when_configured_and_finished_on_cancel() {
     let recordings = finished_recordings(&flow, 1);
     let metadata = &recordings[0];
     assert_eq!(metadata.status, RecordingStatus::Complete);
-    assert_eq!(metadata.end_reason.as_deref(), Some("cancelled before answer"));
+    assert_eq!(
+        metadata.end_reason.as_deref(),
+        Some("cancelled before answer")
+    );
     // The caller listened to the early media for 1.5 s before cancelling.
     let seconds = recorded_seconds(metadata);
     assert!((1.4..3.0).contains(&seconds), "recorded {seconds} s");
@@ -210,7 +229,10 @@ fn early_media_recording_goes_on_through_the_answer_as_one_recording() {
     assert_both_succeed(&flow, &outcomes);
     let recordings = finished_recordings(&flow, 1);
     assert_eq!(recordings[0].status, RecordingStatus::Complete);
-    assert_eq!(recordings[0].end_reason.as_deref(), Some("BYE from the practice"));
+    assert_eq!(
+        recordings[0].end_reason.as_deref(),
+        Some("BYE from the practice")
+    );
 }
 
 #[test]
@@ -251,12 +273,19 @@ fn hold_and_resume_by_reinvite_pass_through() {
         .filter(|event| matches!(event.kind, EventKind::Hold { .. }))
         .collect();
     assert_eq!(holds.len(), 1, "{:?}", metadata.events);
-    assert_eq!(holds[0].party, Party::Practice, "the PBX put the call on hold");
+    assert_eq!(
+        holds[0].party,
+        Party::Practice,
+        "the PBX put the call on hold"
+    );
     assert!(
         matches!(holds[0].kind, EventKind::Hold { duration_ms: Some(ms) } if ms > 0),
         "{holds:?}"
     );
-    assert_eq!(metadata.end_reason.as_deref(), Some("BYE from the practice"));
+    assert_eq!(
+        metadata.end_reason.as_deref(),
+        Some("BYE from the practice")
+    );
 }
 
 #[test]
@@ -318,7 +347,9 @@ fn shutdown_mid_call_hangs_up_and_finishes_the_recording() {
     let mut flow = Flow::start("shutdown-recording");
     let (from, to, entry) = flow.addresses(Caller::Pbx);
     let set = ["-set", "rtp", "40000", "-set", "sdpver", "1"];
-    let uas = Sipp::uas("flows/uas_answer.xml", to).args(&set).spawn(&flow.dir);
+    let uas = Sipp::uas("flows/uas_answer.xml", to)
+        .args(&set)
+        .spawn(&flow.dir);
     let uac = Sipp::uac("flows/uac_wait_bye.xml", from, entry)
         .args(&["-s", "07700900123", "-set", "caller", "205"])
         .args(&set)
@@ -330,7 +361,12 @@ fn shutdown_mid_call_hangs_up_and_finishes_the_recording() {
     let status = flow.callvault.wait_for_exit(Duration::from_secs(30));
     assert!(status.success(), "{}", flow.callvault.output());
     let (uac, uas) = (uac.wait(), uas.wait());
-    assert!(uac.succeeded() && uas.succeeded(), "{}\n{}", uac.report(), uas.report());
+    assert!(
+        uac.succeeded() && uas.succeeded(),
+        "{}\n{}",
+        uac.report(),
+        uas.report()
+    );
 
     let recordings = finished_recordings(&flow, 1);
     let metadata = &recordings[0];

@@ -1,9 +1,10 @@
 //! baresip phones: one config directory each, driven over the `cons` console.
 //!
 //! A phone plays a WAV file as its microphone (`aufile`), records what it hears
-//! (`sndfile`), speaks G.711 PCMU only, over UDP on 127.0.0.1, and never
-//! registers. The test types commands at it (`/dial`, `/hangup`, `/quit`) by UDP
-//! datagrams to its console port, as a person would at its prompt.
+//! (`sndfile`), speaks one codec only (G.711 PCMU unless told otherwise), over UDP
+//! on 127.0.0.1, and never registers. The test types commands at it (`/dial`,
+//! `/hold`, `/resume`, `/hangup`, `/quit`) by UDP datagrams to its console port, as
+//! a person would at its prompt.
 
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
@@ -34,6 +35,49 @@ pub(crate) fn tool(name: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not on PATH: install {package} (scripts/test does)"))
 }
 
+/// The one audio codec a phone offers and accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Codec {
+    /// G.711 µ-law, 8 kHz.
+    #[default]
+    Pcmu,
+    /// G.722, 16 kHz audio (signalled as 8000 in SDP).
+    G722,
+    /// Opus, 48 kHz on the wire.
+    Opus,
+}
+
+impl Codec {
+    /// The baresip module that provides the codec.
+    fn module(self) -> &'static str {
+        match self {
+            Self::Pcmu => "g711.so",
+            Self::G722 => "g722.so",
+            Self::Opus => "opus.so",
+        }
+    }
+
+    /// The sample rate and channels of the audio baresip codes; `aufile` refuses a
+    /// microphone file of any other.
+    pub(crate) fn audio_format(self) -> (u32, u16) {
+        match self {
+            Self::Pcmu => (8000, 1),
+            Self::G722 => (16000, 1),
+            Self::Opus => (48000, 2),
+        }
+    }
+
+    /// The entry of an account's `audio_codecs` list: name, sample rate and
+    /// channels, since baresip takes a bare name to mean 8000 Hz mono.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Pcmu => "pcmu",
+            Self::G722 => "g722/16000/1",
+            Self::Opus => "opus/48000/2",
+        }
+    }
+}
+
 /// A baresip phone, described before it starts.
 #[derive(Debug, Clone)]
 pub(crate) struct Phone {
@@ -42,11 +86,13 @@ pub(crate) struct Phone {
     user: String,
     microphone: PathBuf,
     auto_answer: bool,
+    codec: Codec,
 }
 
 impl Phone {
     /// A phone called `label`, taking SIP on `sip` for `user`, whose
-    /// microphone plays `microphone` (8 kHz mono 16-bit WAV).
+    /// microphone plays `microphone`: 16-bit WAV in the codec's
+    /// [`Codec::audio_format`].
     pub(crate) fn new(label: &str, sip: SocketAddr, user: &str, microphone: &Path) -> Self {
         Self {
             label: label.to_owned(),
@@ -54,7 +100,14 @@ impl Phone {
             user: user.to_owned(),
             microphone: microphone.to_owned(),
             auto_answer: false,
+            codec: Codec::default(),
         }
+    }
+
+    /// Offers and accepts `codec` only.
+    pub(crate) fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// Answers incoming calls at once.
@@ -96,7 +149,7 @@ impl Phone {
         phone
     }
 
-    /// The `config` file: no sound card, PCMU only, everything on loopback.
+    /// The `config` file: no sound card, one codec, everything on loopback.
     fn config(&self, console: SocketAddr, recordings: &Path) -> String {
         let rtp = free_udp_port_block(16);
         let lines = [
@@ -115,7 +168,7 @@ impl Phone {
             "jitter_buffer_delay 5-10".to_owned(),
             "statmode_default off".to_owned(),
             "module_path /usr/lib/baresip/modules".to_owned(),
-            "module g711.so".to_owned(),
+            format!("module {}", self.codec.module()),
             "module aufile.so".to_owned(),
             "module aubridge.so".to_owned(),
             "module sndfile.so".to_owned(),
@@ -132,8 +185,10 @@ impl Phone {
     fn account(&self) -> String {
         let answer = if self.auto_answer { "auto" } else { "manual" };
         format!(
-            "<sip:{}@{}>;regint=0;answermode={answer};audio_codecs=pcmu\n",
-            self.user, self.sip
+            "<sip:{}@{}>;regint=0;answermode={answer};audio_codecs={}\n",
+            self.user,
+            self.sip,
+            self.codec.name()
         )
     }
 }
@@ -195,6 +250,16 @@ impl PhoneProcess {
         self.command("hangup");
     }
 
+    /// Puts the call on hold: a re-INVITE offering `a=sendonly`.
+    pub(crate) fn hold(&self) {
+        self.command("hold");
+    }
+
+    /// Takes the call off hold: a re-INVITE offering `a=sendrecv`.
+    pub(crate) fn resume(&self) {
+        self.command("resume");
+    }
+
     /// Asks baresip to end its calls and exit.
     pub(crate) fn quit(&self) {
         self.command("quit");
@@ -227,6 +292,27 @@ impl PhoneProcess {
             .and_then(|path| fs::metadata(path).ok())
             .map_or(0, |metadata| metadata.len());
         size.saturating_sub(WAV_HEADER_BYTES) / 2
+    }
+
+    /// How many seconds of audio the phone has recorded from the far end so far,
+    /// at whatever rate and channel count its decoder gives.
+    pub(crate) fn received_seconds(&self) -> f64 {
+        let Some(path) = self.received_recording() else {
+            return 0.0;
+        };
+        let header = fs::File::open(&path).and_then(|mut file| {
+            let mut header = [0; WAV_HEADER_BYTES as usize];
+            std::io::Read::read_exact(&mut file, &mut header).map(|()| header)
+        });
+        let Ok(header) = header else {
+            return 0.0;
+        };
+        let channels = u64::from(u16::from_le_bytes([header[22], header[23]]));
+        let rate = u64::from(u32::from_le_bytes([
+            header[24], header[25], header[26], header[27],
+        ]));
+        let frames = self.received_samples() / channels.max(1);
+        frames as f64 / rate.max(1) as f64
     }
 
     /// What baresip has printed so far.

@@ -15,6 +15,7 @@
     reason = "test support: a failed unwrap is a failed test, and stderr is its report"
 )]
 
+pub(crate) mod audio;
 pub(crate) mod baresip;
 pub(crate) mod callvault;
 pub(crate) mod config;
