@@ -189,6 +189,15 @@ impl Recorder {
                 "recordings still finishing at shutdown; they are recovered at the next start"
             );
         }
+        let stats = self.handle.stats();
+        info!(
+            started = stats.started,
+            complete = stats.complete,
+            degraded = stats.degraded,
+            failed = stats.failed,
+            missed = stats.missed,
+            "recorder stopped"
+        );
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }

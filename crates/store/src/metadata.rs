@@ -12,7 +12,9 @@ impl RecordingId {
     pub fn random() -> Result<Self, crate::keys::KeyError> {
         let mut bytes = [0u8; 16];
         crate::keys::random_bytes(&mut bytes)?;
-        Ok(Self(bytes.iter().map(|byte| format!("{byte:02x}")).collect()))
+        Ok(Self(
+            bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
+        ))
     }
 }
 
