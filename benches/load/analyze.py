@@ -27,6 +27,13 @@ CALL_ENDED = re.compile(
     r"tap_drops: (?P<tap_drops>\d+)"
 )
 
+RECORDER_STOPPED = re.compile(
+    r"recorder stopped started=(?P<started>\d+) complete=(?P<complete>\d+) "
+    r"degraded=(?P<degraded>\d+) failed=(?P<failed>\d+) missed=(?P<missed>\d+)"
+)
+RECORDING_FINISHED = re.compile(r"recording finished.*? status=\"?(?P<status>[a-z]+)")
+LOST_PACKETS = re.compile(r" lost_packets=(?P<lost>\d+)")
+
 
 def load(run):
     with open(os.path.join(run, "meta.json")) as file:
@@ -182,6 +189,42 @@ def call_log_figures(meta, run):
     }
 
 
+def recording_figures(meta, run, threads):
+    """What the recorder made of the calls: its counters, the files, its CPU."""
+    stopped, statuses, lost = None, {}, 0
+    with open(os.path.join(run, "callvault.log"), errors="replace") as file:
+        for line in file:
+            found = RECORDER_STOPPED.search(line)
+            if found:
+                stopped = {k: int(v) for k, v in found.groupdict().items()}
+            found = RECORDING_FINISHED.search(line)
+            if found:
+                statuses[found["status"]] = statuses.get(found["status"], 0) + 1
+                found = LOST_PACKETS.search(line)
+                lost += int(found["lost"]) if found else 0
+    files = {"cvr": [0, 0], "part": [0, 0]}
+    for root, _, names in os.walk(os.path.join(run, "data")):
+        for name in names:
+            kind = name.rsplit(".", 1)[-1]
+            if kind in files:
+                files[kind][0] += 1
+                files[kind][1] += os.path.getsize(os.path.join(root, name))
+    call_minutes = meta["calls"] * meta["hold_s"] / 60
+    recorder_pct = sum(t["pct_core"] for t in threads if t["name"].startswith("recorder"))
+    return {
+        "format": meta.get("format"),
+        "recorder_counters": stopped,
+        "statuses_logged": statuses,
+        "lost_packets_logged": lost,
+        "files": files["cvr"][0],
+        "files_unfinished": files["part"][0],
+        "file_kb_per_call_minute": round(files["cvr"][1] / 1024 / call_minutes, 1),
+        "recorder_threads_pct_core": round(recorder_pct, 2),
+        "relay_threads_pct_core": round(
+            sum(t["pct_core"] for t in threads if not t["name"].startswith("recorder")), 2),
+    }
+
+
 def sipp_figures(run, side, window):
     path = os.path.join(run, f"{side}_stat.csv")
     try:
@@ -215,6 +258,7 @@ def sipp_figures(run, side, window):
 
 def summary(meta, r):
     cpu, mem, pkt, log = r["cpu"], r["memory"], r["packets"], r["call_log"]
+    rec = r["recordings"]
     uac = r["sipp"]["uac"]
     drops = log.get("callvault_drops", {})
     app_drops = sum(v for k, v in drops.items() if k != "tap_drops")
@@ -251,14 +295,21 @@ def summary(meta, r):
         f"(window {pkt['callvault_socket_drops_window']}, deepest queue "
         f"{pkt['callvault_rx_queue_max_bytes']} B); callvault drops {drops}; "
         f"WARN/ERROR lines {log.get('log_levels')}",
+        f"recordings ({rec['format']}): recorder {rec['recorder_counters']}; finished "
+        f"{rec['statuses_logged']}, lost packets {rec['lost_packets_logged']}; {rec['files']} "
+        f"files ({rec['files_unfinished']} unfinished), {rec['file_kb_per_call_minute']} kB per "
+        f"call-minute; recorder threads {rec['recorder_threads_pct_core']} %, the rest "
+        f"{rec['relay_threads_pct_core']} % of one core",
         "",
-        "| date | calls | calls ok | relayed pps (expected) | relayed / expected | "
-        "socket + relay drops | callvault % core | CPU-s per call-min | RSS idle / steady | "
+        "| date | calls | format | calls ok | relayed pps (expected) | relayed / expected | "
+        "socket + relay drops | tap drops | recordings complete | callvault % core | CPU-s per call-min | RSS idle / steady | "
         "RSS per call | SIPp UAC + UAS % core | other processes % core |",
-        f"| {meta['date'][:10]} | {meta['calls']} | {uac.get('successful')}/{meta['calls']} | "
+        f"| {meta['date'][:10]} | {meta['calls']} | {rec['format']} | "
+        f"{uac.get('successful')}/{meta['calls']} | "
         f"{pkt['relayed_pps']} ({pkt['relayed_pps_expected']}) | "
         f"{log.get('relayed_vs_expected_pct')} % | "
-        f"{pkt['callvault_socket_drops_run']} + {app_drops} | {cpu['callvault_pct_core']} | "
+        f"{pkt['callvault_socket_drops_run']} + {app_drops} | {drops.get('tap_drops')} | "
+        f"{rec['statuses_logged'].get('complete', 0)}/{meta['calls']} | {cpu['callvault_pct_core']} | "
         f"{cpu['callvault_cpu_s_per_call_minute']} | "
         f"{round(mem['rss_idle_kb'] / 1024, 1)} / {round(mem['rss_steady_kb'] / 1024, 1)} MB | "
         f"{mem['rss_kb_per_call']} kB | {cpu['uac_pct_core']} + {cpu['uas_pct_core']} | "
@@ -271,10 +322,12 @@ def main():
     run = sys.argv[1]
     meta, samples = load(run)
     idle0, idle1, w0, w1, window = pick_window(meta, samples)
+    threads = thread_figures(w0, w1)
     result = {
         "meta": meta,
         "cpu": cpu_figures(meta, w0, w1, idle0, idle1, samples[-1]),
-        "threads": thread_figures(w0, w1),
+        "threads": threads,
+        "recordings": recording_figures(meta, run, threads),
         "memory": memory_figures(meta, idle1, w1, samples),
         "packets": packet_figures(meta, w0, w1, window, samples),
         "call_log": call_log_figures(meta, run),

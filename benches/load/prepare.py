@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Picks free loopback ports for a benchmark run and writes callvault's config.
 
-Usage: prepare.py RUN_DIR CALLS
+Usage: prepare.py RUN_DIR CALLS FORMAT
 
 Writes RUN_DIR/ports.json (every port the run uses, and the port sets the
-sampler watches) and RUN_DIR/callvault.toml. Everything is on 127.0.0.1.
+sampler watches) and RUN_DIR/callvault.toml, which records every call in
+FORMAT (opus or wav) under RUN_DIR/data. Everything is on 127.0.0.1.
 
 Media ports come from 10000-19999: below the range the integration tests
 draw their blocks from (20000-32000) and below Linux's ephemeral ports
@@ -53,7 +54,9 @@ def free_block(count, after):
 
 
 def main():
-    run_dir, calls = sys.argv[1], int(sys.argv[2])
+    run_dir, calls, output_format = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if output_format not in ("opus", "wav"):
+        sys.exit(f"--format must be opus or wav, not {output_format}")
     # Two legs of an RTP/RTCP pair each per call, plus room for pairs that
     # linger while a call is torn down.
     media_count = 4 * calls + 200
@@ -101,6 +104,7 @@ port_max = {media_max}
 [storage]
 data_dir = "{data_dir}"
 key_file = "{data_dir}/master.key"
+format = "{output_format}"
 
 [metrics]
 listen = "{LOOPBACK}:{ports['metrics']}"

@@ -1,11 +1,12 @@
 //! libopus alone at several complexities, on the same speech as the calls.
 //!
-//! The recorder's encoder fixes the complexity (`encode::COMPLEXITY`); this shows
-//! what another setting would cost, with the encoder's other settings (VoIP mode,
-//! 16 kbit/s per channel, 20 ms frames) and without the Ogg pages.
+//! The recorder's encoder fixes the complexity (`OpusSettings::RECORDING`); this
+//! shows what another setting would cost, with the recorder's very encoder at its
+//! bitrate, in 20 ms frames, without the Ogg pages.
 
 use std::time::Duration;
 
+use callvault_recorder::encode::{speech_encoder, OpusSettings};
 use callvault_recorder::mix::{Channels, Upsampler2x};
 
 use crate::call::Recorded;
@@ -14,9 +15,6 @@ use crate::Failure;
 
 /// The complexities measured.
 pub(crate) const LEVELS: [i32; 5] = [0, 1, 2, 3, 5];
-
-/// The encoder's bitrate for each channel (`encode/ogg_opus.rs`).
-const BITRATE_PER_CHANNEL: i32 = 16_000;
 
 /// Interleaved PCM at one rate and channel layout.
 #[derive(Debug)]
@@ -73,13 +71,11 @@ impl Signal {
     /// Encodes the whole signal with a fresh encoder, 20 ms at a time.
     pub(crate) fn encode(&self, complexity: i32) -> Result<Recorded, Failure> {
         let count = self.channels.count();
-        let layout = match self.channels {
-            Channels::Stereo => opus::Channels::Stereo,
-            Channels::Mono => opus::Channels::Mono,
+        let settings = OpusSettings {
+            complexity,
+            ..OpusSettings::RECORDING
         };
-        let mut encoder = opus::Encoder::new(self.rate, layout, opus::Application::Voip)?;
-        encoder.set_bitrate(opus::Bitrate::Bits(BITRATE_PER_CHANNEL * i32::from(count)))?;
-        encoder.set_complexity(complexity)?;
+        let mut encoder = speech_encoder(self.rate, count, settings)?;
 
         let frame = usize::try_from(self.rate / 50)? * usize::from(count);
         let mut packet = [0_u8; 1500];

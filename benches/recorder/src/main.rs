@@ -30,6 +30,7 @@ mod clock;
 mod complexity;
 mod measure;
 mod report;
+mod round_trip;
 mod wire;
 
 type Failure = Box<dyn Error>;
@@ -49,7 +50,13 @@ struct Options {
 }
 
 fn main() -> ExitCode {
-    match parse_options().and_then(|options| run(&options)) {
+    let mut args = std::env::args().skip(1).peekable();
+    let result = if args.peek().map(String::as_str) == Some("round-trip") {
+        round_trip::run(args.skip(1))
+    } else {
+        parse_options(args).and_then(|options| run(&options))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("callvault-bench-recorder: {error}");
@@ -58,7 +65,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_options() -> Result<Options, Failure> {
+fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Failure> {
     let mut options = Options {
         runs: 5,
         seconds: 60,
@@ -67,7 +74,6 @@ fn parse_options() -> Result<Options, Failure> {
         dir: default_parent().join(format!("callvault-bench-recorder-{}", std::process::id())),
         json: None,
     };
-    let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {

@@ -2,6 +2,7 @@
 
 use std::fs;
 
+use callvault_recorder::encode::OpusSettings;
 use serde::Serialize;
 
 use crate::measure::{Case, FirstCall, Label};
@@ -121,7 +122,13 @@ impl Report {
         println!();
         println!("PCMU to Ogg Opus stereo, stage by stage:\n");
         print_stages(&self.stages, |label| label.stage.clone());
-        println!("\nlibopus alone, no Ogg (the recorder uses complexity 5), same speech:\n");
+        let settings = OpusSettings::RECORDING;
+        println!(
+            "\nlibopus alone at {} kbit/s per channel, no Ogg (recordings use complexity {}), \
+             same speech:\n",
+            settings.bits_per_second_per_channel / 1000,
+            settings.complexity
+        );
         print_stages(&self.opus_complexity, |label| {
             let Label {
                 output,

@@ -7,10 +7,15 @@
 mod support;
 
 use std::net::{TcpListener, UdpSocket};
+use std::time::Duration;
 
 use support::ports::{free_udp_address, free_udp_port_block, is_bound, Protocol};
 use support::sipp::Sipp;
 use support::temp::TempDir;
+use support::wait_until;
+
+/// How long a socket may take to show in /proc/net; see [`is_bound`].
+const SHOWS_WITHIN: Duration = Duration::from_secs(2);
 
 #[test]
 fn pcmu_scenarios_complete_a_call_directly() {
@@ -45,14 +50,20 @@ fn pcmu_scenarios_complete_a_call_directly() {
 fn harness_sees_a_bound_udp_socket() {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let address = socket.local_addr().unwrap();
-    assert!(is_bound(Protocol::Udp, address));
+    assert!(wait_until(SHOWS_WITHIN, || is_bound(
+        Protocol::Udp,
+        address
+    )));
 }
 
 #[test]
 fn harness_sees_a_listening_tcp_socket() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    assert!(is_bound(Protocol::Tcp, address));
+    assert!(wait_until(SHOWS_WITHIN, || is_bound(
+        Protocol::Tcp,
+        address
+    )));
 }
 
 #[test]

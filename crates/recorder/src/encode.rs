@@ -14,7 +14,7 @@ use std::fmt;
 mod ogg_opus;
 mod wav;
 
-pub use ogg_opus::{COMPLEXITY, MAX_PACKETS_PER_PAGE};
+pub use ogg_opus::{speech_encoder, OpusSettings, MAX_PACKETS_PER_PAGE};
 
 /// The container and codec of a recording's audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -83,7 +83,10 @@ pub(crate) enum Protocol {
 /// that would take traffic for `address`.
 ///
 /// Reads /proc/net instead of probing with a bind, which could take the
-/// port from under a daemon that is still starting.
+/// port from under a daemon that is still starting. The kernel hands the table
+/// out a page at a time, and a socket that another thread closes between two
+/// pages can make a bound one slip out of that read: callers ask again until
+/// it shows (`wait_until`), never just once.
 pub(crate) fn is_bound(protocol: Protocol, address: SocketAddr) -> bool {
     let tables: [&str; 2] = match protocol {
         Protocol::Udp => ["/proc/net/udp", "/proc/net/udp6"],

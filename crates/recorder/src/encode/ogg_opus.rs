@@ -14,37 +14,50 @@ use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 
 use super::{check_whole_frames, EncodeError, Encoder};
 
-/// libopus's effort from 0 to 10, traded against CPU per call.
-///
-/// Cost of one 20 ms frame in µs, measured on the two-core build machine (release
-/// build, 16 kbit/s per channel, libopus 1.6.1) with both channels busy with
-/// different voice-like signals, which is the worst case: in a call one party is
-/// mostly quiet.
-///
-/// | complexity | 8 kHz mono | 8 kHz stereo | 16 kHz stereo |
-/// | --- | --- | --- | --- |
-/// | 0 | 20 | 46 | 75 |
-/// | 3 | 45 | 86 | 160 |
-/// | 5 | 59 | 127 | 230 |
-///
-/// At 5 an 8 kHz stereo call costs at most about 0.6 % of a core. The ignored test
-/// `cost_per_frame_by_complexity` measures again (`cargo test --release -- --ignored`).
-pub const COMPLEXITY: i32 = 5;
+/// How hard libopus works and how many bits it spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpusSettings {
+    /// libopus's effort, from 0 to 10.
+    pub complexity: i32,
+    /// The target bitrate of each channel.
+    pub bits_per_second_per_channel: i32,
+}
+
+impl OpusSettings {
+    /// What every recording uses.
+    ///
+    /// Chosen from two measurements on the two-core build machine (libopus 1.6.1,
+    /// 8 kHz speech that went through G.711, 20 ms frames, VoIP mode):
+    ///
+    /// | kbit/s per channel | complexity | PESQ (P.862, narrowband) | CPU, 8 kHz stereo |
+    /// | --- | --- | --- | --- |
+    /// | 16 | 5 | 4.26 | 5.9 ms per second of audio |
+    /// | 16 | 1 | 4.09 | 2.6 ms |
+    /// | 20 | 1 | 4.31 | 2.6 ms |
+    /// | 20 | 5 | 4.40 | 6.0 ms |
+    ///
+    /// SILK's cost hardly depends on the bitrate but rises steeply above
+    /// complexity 1, so a quarter more bytes buys back more quality than more
+    /// effort does, at less than half the CPU. That is what lets two cores record
+    /// 500 calls at once. `benches/README.md` has the full tables and the commands
+    /// that measure them again.
+    pub const RECORDING: Self = Self {
+        complexity: 1,
+        bits_per_second_per_channel: 20_000,
+    };
+}
 
 /// Packets on one Ogg page at most: 200 ms of audio.
 ///
 /// Every byte appended is eventually on disk, but a page is only readable when
 /// whole, so a crash loses the audio of the page being filled. Completing a page
-/// every ten packets bounds that loss to 200 ms, for about 9 % of overhead (a page
-/// header is 27 bytes plus one per packet, against about 40 bytes per packet at
-/// 16 kbit/s).
+/// every ten packets bounds that loss to 200 ms, for about 7 % of overhead in mono
+/// (a page header is 27 bytes plus one per packet, against about 50 bytes per
+/// packet at 20 kbit/s).
 pub const MAX_PACKETS_PER_PAGE: usize = 10;
 
 /// Duration of one Opus packet.
 const FRAME_MS: u32 = 20;
-
-/// Target bitrate for each channel: clear speech at a fifth of G.711's.
-const BITRATE_PER_CHANNEL: i32 = 16_000;
 
 /// The rate of granule positions and pre-skip, whatever the input's rate.
 const GRANULE_RATE: u32 = 48_000;
@@ -91,8 +104,8 @@ impl OggOpusEncoder {
     ///
     /// `sample_rate` is 8000 or 16000 and `channels` 1 or 2 (checked by the caller).
     pub(super) fn new(sample_rate: u32, channels: u16, serial: u32) -> Result<Self, EncodeError> {
-        let mut opus =
-            opus_encoder(sample_rate, channels, COMPLEXITY).map_err(EncodeError::Opus)?;
+        let mut opus = speech_encoder(sample_rate, channels, OpusSettings::RECORDING)
+            .map_err(EncodeError::Opus)?;
         let lookahead = opus.get_lookahead().map_err(EncodeError::Opus)?;
         let lookahead = u64::try_from(lookahead).expect("libopus's lookahead is not negative");
 
@@ -276,11 +289,13 @@ impl Encoder for OggOpusEncoder {
     }
 }
 
-/// A libopus encoder set up for recordings of speech.
-fn opus_encoder(
+/// libopus set up as for a recording of speech, with the given effort and bitrate.
+///
+/// Public so that the benchmarks measure the very encoder recordings use.
+pub fn speech_encoder(
     sample_rate: u32,
     channels: u16,
-    complexity: i32,
+    settings: OpusSettings,
 ) -> Result<::opus::Encoder, ::opus::Error> {
     let layout = if channels == 2 {
         Channels::Stereo
@@ -288,8 +303,9 @@ fn opus_encoder(
         Channels::Mono
     };
     let mut encoder = ::opus::Encoder::new(sample_rate, layout, Application::Voip)?;
-    encoder.set_bitrate(Bitrate::Bits(BITRATE_PER_CHANNEL * i32::from(channels)))?;
-    encoder.set_complexity(complexity)?;
+    let bitrate = settings.bits_per_second_per_channel * i32::from(channels);
+    encoder.set_bitrate(Bitrate::Bits(bitrate))?;
+    encoder.set_complexity(settings.complexity)?;
     Ok(encoder)
 }
 
@@ -511,7 +527,11 @@ mod tests {
         channels: u16,
         complexity: i32,
     ) -> f64 {
-        let mut opus = opus_encoder(rate, channels, complexity).unwrap();
+        let settings = OpusSettings {
+            complexity,
+            ..OpusSettings::RECORDING
+        };
+        let mut opus = speech_encoder(rate, channels, settings).unwrap();
         let mut packet = [0u8; MAX_PACKET_BYTES];
         let started = Instant::now();
         for frame in pcm.chunks_exact(frame_len) {
