@@ -213,6 +213,7 @@ def recording_figures(meta, run, threads):
     recorder_pct = sum(t["pct_core"] for t in threads if t["name"].startswith("recorder"))
     return {
         "format": meta.get("format"),
+        "speech": meta.get("speech"),
         "recorder_counters": stopped,
         "statuses_logged": statuses,
         "lost_packets_logged": lost,
@@ -295,16 +296,16 @@ def summary(meta, r):
         f"(window {pkt['callvault_socket_drops_window']}, deepest queue "
         f"{pkt['callvault_rx_queue_max_bytes']} B); callvault drops {drops}; "
         f"WARN/ERROR lines {log.get('log_levels')}",
-        f"recordings ({rec['format']}): recorder {rec['recorder_counters']}; finished "
+        f"recordings ({rec['format']}, speech {rec['speech']}): recorder {rec['recorder_counters']}; finished "
         f"{rec['statuses_logged']}, lost packets {rec['lost_packets_logged']}; {rec['files']} "
         f"files ({rec['files_unfinished']} unfinished), {rec['file_kb_per_call_minute']} kB per "
         f"call-minute; recorder threads {rec['recorder_threads_pct_core']} %, the rest "
         f"{rec['relay_threads_pct_core']} % of one core",
         "",
-        "| date | calls | format | calls ok | relayed pps (expected) | relayed / expected | "
+        "| date | calls | format, speech | calls ok | relayed pps (expected) | relayed / expected | "
         "socket + relay drops | tap drops | recordings complete | callvault % core | CPU-s per call-min | RSS idle / steady | "
         "RSS per call | SIPp UAC + UAS % core | other processes % core |",
-        f"| {meta['date'][:10]} | {meta['calls']} | {rec['format']} | "
+        f"| {meta['date'][:10]} | {meta['calls']} | {rec['format']}, {rec['speech']} | "
         f"{uac.get('successful')}/{meta['calls']} | "
         f"{pkt['relayed_pps']} ({pkt['relayed_pps_expected']}) | "
         f"{log.get('relayed_vs_expected_pct')} % | "

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Picks free loopback ports for a benchmark run and writes callvault's config.
 
-Usage: prepare.py RUN_DIR CALLS FORMAT
+Usage: prepare.py RUN_DIR CALLS FORMAT SPEECH
 
 Writes RUN_DIR/ports.json (every port the run uses, and the port sets the
 sampler watches) and RUN_DIR/callvault.toml, which records every call in
 FORMAT (opus or wav) under RUN_DIR/data. Everything is on 127.0.0.1.
+
+It also writes the audio each SIPp streams in a loop, from the 3 s of
+fixtures/sipp/speech.ulaw: with SPEECH "turns", the parties take turns as in
+a conversation (the trunk's party speaks for 3 s while the PBX's line carries
+a faint hiss, then the other way round); with "both", both speak all the time,
+the PBX's speech half a loop behind the trunk's so that the two differ.
 
 Media ports come from 10000-19999: below the range the integration tests
 draw their blocks from (20000-32000) and below Linux's ephemeral ports
@@ -15,10 +21,12 @@ land inside them. SIP ports are ephemeral ports that were free a moment ago.
 
 import json
 import os
+import random
 import socket
 import sys
 
 LOOPBACK = "127.0.0.1"
+SPEECH = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "sipp", "speech.ulaw")
 MEDIA_FIRST, MEDIA_LAST = 10000, 19999
 
 
@@ -53,10 +61,42 @@ def free_block(count, after):
     sys.exit(f"no {count} free UDP ports between {after} and {MEDIA_LAST}")
 
 
+def ulaw(sample):
+    """G.711 mu-law code of a 16-bit sample."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), 32635) + 0x84
+    exponent = magnitude.bit_length() - 8
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def hiss(length):
+    """A quiet line: noise of a few least significant bits, about -70 dBFS."""
+    noise = random.Random(7)
+    return bytes(ulaw(noise.randint(-12, 12)) for _ in range(length))
+
+
+def write_audio(run_dir, speech_kind):
+    with open(SPEECH, "rb") as file:
+        speech = file.read()
+    if speech_kind == "turns":
+        quiet = hiss(len(speech))
+        trunk, pbx = speech + quiet, quiet + speech
+    elif speech_kind == "both":
+        half = len(speech) // 2
+        trunk, pbx = speech, speech[half:] + speech[:half]
+    else:
+        sys.exit(f"--speech must be turns or both, not {speech_kind}")
+    for name, audio in (("trunk", trunk), ("pbx", pbx)):
+        with open(os.path.join(run_dir, f"{name}_audio.ulaw"), "wb") as file:
+            file.write(audio)
+
+
 def main():
-    run_dir, calls, output_format = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    run_dir, calls, output_format, speech_kind = sys.argv[1], int(sys.argv[2]), *sys.argv[3:5]
     if output_format not in ("opus", "wav"):
         sys.exit(f"--format must be opus or wav, not {output_format}")
+    write_audio(run_dir, speech_kind)
     # Two legs of an RTP/RTCP pair each per call, plus room for pairs that
     # linger while a call is torn down.
     media_count = 4 * calls + 200

@@ -2,7 +2,8 @@
 # Load benchmark: N concurrent SIPp calls with RTP both ways through callvault.
 #
 # Usage: benches/load/run.sh [--calls N] [--hold S] [--rate R] [--window S]
-#                            [--pre S] [--format opus|wav] [--out DIR] [--no-build]
+#                            [--pre S] [--format opus|wav] [--speech turns|both]
+#                            [--out DIR] [--no-build]
 #
 #   --calls N    concurrent calls (default 500)
 #   --hold S     length of each call in seconds, RTP flowing throughout (30)
@@ -10,6 +11,8 @@
 #   --window S   length of the steady window measured once all N are up (15)
 #   --pre S      seconds between the end of the ramp and the window (3)
 #   --format F   what every call is recorded to: opus (the default) or wav
+#   --speech S   turns: the parties take turns to speak (the default);
+#                both: both speak all the time, the encoder's worst case
 #   --out DIR    where the run's files go (benches/load/runs/<time>-n<N>)
 #   --no-build   use the callvault binary already built
 #
@@ -23,12 +26,12 @@ set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-CALLS=500 HOLD=30 RATE=50 WINDOW=15 PRE=3 FORMAT=opus OUT="" BUILD=yes
+CALLS=500 HOLD=30 RATE=50 WINDOW=15 PRE=3 FORMAT=opus SPEECH=turns OUT="" BUILD=yes
 IDLE=5      # seconds callvault runs idle before the first call, for the baseline
 AFTER=3     # seconds sampled after the last call, to see memory come back
 INTERVAL=1  # seconds between samples
 
-usage() { sed -n 2,22p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n 2,25p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --calls) CALLS=$2; shift 2 ;;
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
         --window) WINDOW=$2; shift 2 ;;
         --pre) PRE=$2; shift 2 ;;
         --format) FORMAT=$2; shift 2 ;;
+        --speech) SPEECH=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=no; shift ;;
         *) usage ;;
@@ -99,13 +103,15 @@ fi
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/callvault
 [ -x "$BIN" ] || die "no binary at $BIN; run without --no-build"
 
-python3 "$HERE/prepare.py" "$RUN" "$CALLS" "$FORMAT" || die "cannot pick ports"
+python3 "$HERE/prepare.py" "$RUN" "$CALLS" "$FORMAT" "$SPEECH" || die "cannot pick ports"
 port() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
     "$RUN/ports.json" "$1"; }
 PBX_LISTEN=$(port pbx_listen) UAC_SIP=$(port uac_sip) UAS_SIP=$(port uas_sip)
 UAC_RTP=$(port uac_rtp) UAS_RTP=$(port uas_rtp)
 "$BIN" check-config "$RUN/callvault.toml" >/dev/null || die "generated config rejected"
-cp "$HERE/uac_hold.xml" "$HERE/uas_hold.xml" "$REPO/fixtures/sipp/speech.ulaw" "$RUN/"
+"$BIN" keys init --config "$RUN/callvault.toml" --operator load-benchmark >/dev/null 2>&1 \
+    || die "cannot create the run's master key"
+cp "$HERE/uac_hold.xml" "$HERE/uas_hold.xml" "$RUN/"
 
 # Four sockets per call in callvault, and SIPp's own.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -114,8 +120,8 @@ CAP=$(( RAMP + HOLD + 180 ))   # no process outlives this many seconds
 cat > "$RUN/meta.json" <<EOF
 {"calls": $CALLS, "hold_s": $HOLD, "rate": $RATE, "ramp_s": $RAMP, "pre_s": $PRE,
  "window_s": $WINDOW, "idle_s": $IDLE, "interval_s": $INTERVAL,
- "command": "benches/load/run.sh --calls $CALLS --hold $HOLD --rate $RATE --window $WINDOW --pre $PRE --format $FORMAT",
- "format": "$FORMAT",
+ "command": "benches/load/run.sh --calls $CALLS --hold $HOLD --rate $RATE --window $WINDOW --pre $PRE --format $FORMAT --speech $SPEECH",
+ "format": "$FORMAT", "speech": "$SPEECH",
  "date": "$(date -u +%FT%TZ)", "kernel": "$(uname -r)", "cpus": $(nproc),
  "cpu_model": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')",
  "sipp": "$(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1)",

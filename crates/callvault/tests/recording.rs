@@ -77,7 +77,7 @@ const MAX_CROSSTALK_DB: f64 = -40.0;
 
 /// The least correlation of 10 ms loudness envelopes that counts as the same
 /// speech through a codec that keeps how speech sounds but not its waveform.
-/// Measured: 0.992-0.994 through the Ogg Opus recording (16 kbit/s a channel),
+/// Measured: 0.993-0.994 through the Ogg Opus recording (20 kbit/s a channel),
 /// 0.9995-1.0000 for G.722 or Opus phones recorded in WAV.
 const MIN_ENVELOPE_CORRELATION: f64 = 0.97;
 
