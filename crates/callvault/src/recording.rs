@@ -33,12 +33,16 @@ pub(crate) fn start_recorder(
     keys: Arc<Keyring>,
 ) -> std::io::Result<Recorder> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    // Ogg Opus recordings are made live as WAV and compressed after the call, so
+    // that a burst of calls can never make the recorder drop audio for want of CPU
+    // (crates/recorder/src/transcode.rs).
+    let transcode_to = match config.storage.format {
+        config::AudioFormat::Opus => Some(OutputFormat::OggOpus),
+        config::AudioFormat::Wav => None,
+    };
     let recorder = RecorderConfig {
         pipeline: PipelineConfig {
-            format: match config.storage.format {
-                config::AudioFormat::Opus => OutputFormat::OggOpus,
-                config::AudioFormat::Wav => OutputFormat::Wav,
-            },
+            format: OutputFormat::Wav,
             channels: match config.storage.channels {
                 config::Channels::Stereo => Channels::Stereo,
                 config::Channels::Mono => Channels::Mono,
@@ -51,6 +55,7 @@ pub(crate) fn start_recorder(
         },
         tap_capacity: config.media.tap_queue_packets,
         threads,
+        transcode_to,
     };
     Recorder::new(recorder, store, keys)
 }

@@ -409,12 +409,16 @@ fn unix_ms() -> i64 {
 }
 
 /// The call's one recording, decrypted, once callvault has finalised it.
+/// The call's one recording, once finished and in its final format (an Ogg Opus
+/// recording is made as WAV and transcoded after the call).
 fn finished_recording(config: &TestConfig) -> Recording {
     let layout = Layout::new(&config.data_dir);
+    let queue = layout.transcode_dir().join("queue");
+    let transcoded = || fs::read_dir(&queue).map_or(true, |mut queued| queued.next().is_none());
     let mut finished = Vec::new();
     wait_until(RECORDING_TIMEOUT, || {
         finished = layout.finished_recordings().unwrap_or_default();
-        !finished.is_empty()
+        !finished.is_empty() && transcoded()
     });
     let [path] = finished.as_slice() else {
         panic!(

@@ -15,8 +15,10 @@
 //! - [`wav`]: a streaming WAV writer.
 //! - [`encode`]: the recording as a stream of Ogg Opus or WAV bytes.
 //!
-//! This crate is being built (issue 4): the recording task that joins these to the
-//! B2BUA's tap and to the store's writer is not here yet.
+//! [`Recorder`] runs them: one task per recorded call, fed by the B2BUA's tap and
+//! writing through the store's encrypted writer, on threads of its own; and, when
+//! recordings are kept as Ogg Opus, a low-priority thread that compresses each
+//! call's live WAV once the call is over (`transcode.rs`).
 
 pub mod codec;
 pub mod encode;
@@ -27,6 +29,7 @@ pub mod pipeline;
 mod recorder;
 pub mod rtp;
 mod task;
+mod transcode;
 pub mod wav;
 
 pub use recorder::{CallStart, Recorder, RecorderConfig, RecorderHandle, RecorderStats};

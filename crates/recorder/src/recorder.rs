@@ -19,9 +19,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, Instrument};
 
+use crate::encode::OutputFormat;
 use crate::formats::SideMedia;
 use crate::pipeline::{CallPipeline, PipelineConfig};
 use crate::task::{unix_ms, CallTask, Control, Outcome};
+use crate::transcode::{TranscodeCounters, TranscodeQueue, TranscoderThread};
 
 /// How the recorder records.
 #[derive(Debug, Clone)]
@@ -32,6 +34,9 @@ pub struct RecorderConfig {
     pub tap_capacity: usize,
     /// Threads that run the pipelines (disk writes have tokio's blocking pool).
     pub threads: usize,
+    /// The format each recording is transcoded to after the call, when the
+    /// pipeline records live in a cheaper one (WAV); see `transcode.rs`.
+    pub transcode_to: Option<OutputFormat>,
 }
 
 /// What the B2BUA knows of a call when its recording starts.
@@ -58,6 +63,11 @@ pub struct RecorderStats {
     /// Calls that should have been recorded and have no usable recording: no file
     /// could be made, or the file could not be indexed.
     pub missed: u64,
+    /// Finished recordings waiting to be transcoded to their final format.
+    pub transcoding_waiting: u64,
+    pub transcoded: u64,
+    /// Recordings that could not be transcoded and stay as recorded live.
+    pub transcoding_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +89,8 @@ pub(crate) struct Shared {
     /// Tasks of calls that ended, until shutdown waits for them.
     finishing: Mutex<Vec<JoinHandle<()>>>,
     counters: Counters,
+    /// Where finished recordings go to be transcoded, when they are.
+    pub(crate) transcode: Option<TranscodeQueue>,
 }
 
 /// One call the recorder knows of: its SDP so far, and its task once recording.
@@ -125,6 +137,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Recorder {
     runtime: Option<tokio::runtime::Runtime>,
+    transcoder: Option<TranscoderThread>,
     handle: RecorderHandle,
 }
 
@@ -147,6 +160,14 @@ impl Recorder {
             .thread_name("recorder")
             .enable_time()
             .build()?;
+        let (transcoder, transcode) = match config.transcode_to {
+            Some(format) => {
+                let (store, keys) = (Arc::clone(&store), Arc::clone(&keys));
+                let started = TranscoderThread::start(store, keys, format, config.writer.clone())?;
+                (Some(started.0), Some(started.1))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             config,
             store,
@@ -154,6 +175,7 @@ impl Recorder {
             calls: Mutex::new(HashMap::new()),
             finishing: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            transcode,
         });
         let handle = RecorderHandle {
             shared,
@@ -161,6 +183,7 @@ impl Recorder {
         };
         Ok(Self {
             runtime: Some(runtime),
+            transcoder,
             handle,
         })
     }
@@ -196,8 +219,13 @@ impl Recorder {
             degraded = stats.degraded,
             failed = stats.failed,
             missed = stats.missed,
+            transcoding_waiting = stats.transcoding_waiting,
             "recorder stopped"
         );
+        if let Some(transcoder) = self.transcoder.take() {
+            // Joining waits for at most one segment's encoding; not on an async thread.
+            let _ = tokio::task::spawn_blocking(move || transcoder.stop()).await;
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -298,6 +326,9 @@ impl RecorderHandle {
             load(&counters.failed),
             load(&counters.missed),
         );
+        let transcode = self.shared.transcode.as_ref().map(|queue| &queue.counters);
+        let transcode =
+            |pick: fn(&TranscodeCounters) -> &AtomicU64| transcode.map_or(0, |c| load(pick(c)));
         RecorderStats {
             active: started.saturating_sub(complete + degraded + failed + missed),
             started,
@@ -305,6 +336,9 @@ impl RecorderHandle {
             degraded,
             failed,
             missed,
+            transcoding_waiting: transcode(|counters| &counters.waiting),
+            transcoded: transcode(|counters| &counters.done),
+            transcoding_failed: transcode(|counters| &counters.failed),
         }
     }
 

@@ -217,6 +217,9 @@ impl Sink {
         let job = tokio::task::spawn_blocking(move || {
             let dir = shared.store.layout().recordings();
             let master = shared.keys.current();
+            if shared.transcode.is_some() {
+                queue_transcoding(&shared, &metadata);
+            }
             match RecordingWriter::create(&dir, &metadata, master, shared.config.writer.clone()) {
                 Ok(writer) => Job {
                     writer: Some(writer),
@@ -399,7 +402,18 @@ fn finish_file(
         return Outcome::NotIndexed;
     }
     log_finished(&metadata);
+    if let Some(transcode) = &shared.transcode {
+        transcode.push(metadata.id.clone());
+    }
     Outcome::Indexed(metadata.status)
+}
+
+/// Notes before any audio is written that the recording is to be transcoded, so
+/// that a crash during the call leaves a recovered file that still will be.
+fn queue_transcoding(shared: &Shared, metadata: &RecordingMetadata) {
+    if let Err(error) = shared.store.queue_transcoding(&metadata.id) {
+        error!(%error, "the recording could not be queued for transcoding; it stays as WAV");
+    }
 }
 
 /// Ends a file whose writing failed, keeping what reached the disk.

@@ -75,6 +75,19 @@ pub fn final_header(
     Ok(header(sample_rate, channels, riff_size, data_size))
 }
 
+/// The sample rate and channel count a header of this module's states, or `None`
+/// for any other header (another layout, format or sample size).
+pub fn parse_header(header: &[u8; HEADER_LEN]) -> Option<(u32, u16)> {
+    let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let tags = [(0, b"RIFF"), (8, b"WAVE"), (12, b"fmt "), (36, b"data")];
+    let tagged = tags.iter().all(|(at, tag)| &header[*at..*at + 4] == *tag);
+    let pcm = u32_at(16) == 16 && u16_at(20) == FORMAT_PCM && u16_at(34) == BITS_PER_SAMPLE;
+    (tagged && pcm).then(|| (u32_at(24), u16_at(22)))
+}
+
 /// Appends `samples` to `out` as little-endian bytes.
 pub fn samples_to_le_bytes(samples: &[i16], out: &mut Vec<u8>) {
     out.reserve(samples.len() * 2);
@@ -117,4 +130,27 @@ fn header(sample_rate: u32, channels: u16, riff_size: u32, data_size: u32) -> [u
     }
     debug_assert_eq!(at, HEADER_LEN);
     header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_header_reads_back_what_the_headers_state() {
+        assert_eq!(parse_header(&streaming_header(8000, 2)), Some((8000, 2)));
+        let exact = final_header(16000, 1, 640).unwrap();
+        assert_eq!(parse_header(&exact), Some((16000, 1)));
+    }
+
+    #[test]
+    fn parse_header_refuses_other_headers() {
+        let mut float = streaming_header(8000, 1);
+        float[20] = 3;
+        assert_eq!(parse_header(&float), None);
+        let mut not_riff = streaming_header(8000, 1);
+        not_riff[0] = b'X';
+        assert_eq!(parse_header(&not_riff), None);
+        assert_eq!(parse_header(&[0; HEADER_LEN]), None);
+    }
 }

@@ -42,6 +42,14 @@ impl Fixture {
     }
 
     fn recorder(&self, tap_capacity: usize) -> Recorder {
+        self.recorder_transcoding(tap_capacity, None)
+    }
+
+    fn recorder_transcoding(
+        &self,
+        tap_capacity: usize,
+        transcode_to: Option<OutputFormat>,
+    ) -> Recorder {
         let config = RecorderConfig {
             pipeline: PipelineConfig {
                 format: OutputFormat::Wav,
@@ -54,6 +62,7 @@ impl Fixture {
             },
             tap_capacity,
             threads: 1,
+            transcode_to,
         };
         Recorder::new(config, Arc::clone(&self.store), Arc::clone(&self.keys)).unwrap()
     }
@@ -271,4 +280,110 @@ async fn a_recording_that_cannot_be_created_is_counted_missed_and_the_tap_still_
 
 fn is_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file())
+}
+
+/// The length an Ogg Opus stream plays for: its last granule position less the
+/// pre-skip (RFC 7845 §4), at 48 kHz.
+fn ogg_opus_seconds(ogg: &[u8]) -> f64 {
+    let last_page = (0..ogg.len() - 4)
+        .rev()
+        .find(|&at| &ogg[at..at + 4] == b"OggS")
+        .unwrap();
+    let granule = u64::from_le_bytes(ogg[last_page + 6..last_page + 14].try_into().unwrap());
+    let head = (0..ogg.len() - 8)
+        .find(|&at| &ogg[at..at + 8] == b"OpusHead")
+        .unwrap();
+    let pre_skip = u16::from_le_bytes([ogg[head + 10], ogg[head + 11]]);
+    (granule - u64::from(pre_skip)) as f64 / 48_000.0
+}
+
+/// Records one call of `frames` frames each way, waits until it is indexed.
+async fn record_one_call(fixture: &Fixture, recorder: &Recorder, call_id: u64, frames: u16) {
+    let handle = recorder.handle();
+    pcmu_sdp(&handle, call_id);
+    let tap = handle.start(call(call_id)).expect("a tap");
+    talk(&tap, frames).await;
+    handle.end(call_id, "BYE from the practice");
+    wait_for("the recording to be indexed", || {
+        fixture.store.index().len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn opus_recording_is_made_as_wav_then_transcoded_to_ogg_opus_in_its_place() {
+    let fixture = Fixture::new("transcode");
+    let recorder = fixture.recorder_transcoding(64, Some(OutputFormat::OggOpus));
+    record_one_call(&fixture, &recorder, 4, 100).await;
+    let handle = recorder.handle();
+    wait_for("the transcoding", || handle.stats().transcoded == 1).await;
+
+    let recording = only_recording(&fixture);
+    let metadata = &recording.metadata;
+    assert_eq!(metadata.media_type, "audio/ogg");
+    assert_eq!(metadata.status, RecordingStatus::Complete);
+    assert!(recording.audio.starts_with(b"OggS"));
+    let recorded = (metadata.end_ms.unwrap() - metadata.start_ms) as f64 / 1000.0;
+    let seconds = ogg_opus_seconds(&recording.audio);
+    assert!(
+        (seconds - recorded).abs() < 0.1,
+        "audio {seconds} s, call {recorded} s"
+    );
+    let indexed = fixture.store.index().get(&metadata.id).unwrap().unwrap();
+    assert_eq!(indexed.meta.media_type, "audio/ogg");
+    assert_eq!(fixture.store.transcoding_queue().unwrap(), Vec::new());
+    let work = std::fs::read_dir(fixture.store.transcode_work_dir()).unwrap();
+    assert_eq!(work.count(), 0, "nothing left in the work directory");
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.transcoding_waiting, stats.transcoding_failed),
+        (0, 0)
+    );
+    recorder.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A WAV recording left on the transcoding queue, as a crash leaves it.
+async fn wav_recording_left_queued(fixture: &Fixture) -> callvault_store::RecordingId {
+    let recorder = fixture.recorder(64);
+    record_one_call(fixture, &recorder, 5, 25).await;
+    recorder.shutdown(Duration::from_secs(5)).await;
+    let id = only_recording(fixture).metadata.id;
+    fixture.store.queue_transcoding(&id).unwrap();
+    id
+}
+
+#[tokio::test]
+async fn transcoding_left_by_a_crash_is_done_at_the_next_start() {
+    let fixture = Fixture::new("transcode-restart");
+    let id = wav_recording_left_queued(&fixture).await;
+
+    let recorder = fixture.recorder_transcoding(64, Some(OutputFormat::OggOpus));
+    let handle = recorder.handle();
+    wait_for("the transcoding", || handle.stats().transcoded == 1).await;
+    let recording = only_recording(&fixture);
+    assert_eq!(recording.metadata.id, id);
+    assert_eq!(recording.metadata.media_type, "audio/ogg");
+    assert_eq!(fixture.store.transcoding_queue().unwrap(), Vec::new());
+    recorder.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_held_recording_keeps_the_file_it_was_held_with() {
+    let fixture = Fixture::new("transcode-held");
+    let id = wav_recording_left_queued(&fixture).await;
+    let before = std::fs::read(&fixture.recordings()[0]).unwrap();
+    let index = fixture.store.index();
+    index.hold(&id, "police request", "manager", 0).unwrap();
+
+    let recorder = fixture.recorder_transcoding(64, Some(OutputFormat::OggOpus));
+    wait_for("the queue to be worked through", || {
+        fixture.store.transcoding_queue().unwrap().is_empty()
+    })
+    .await;
+    recorder.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(std::fs::read(&fixture.recordings()[0]).unwrap(), before);
+    assert_eq!(
+        index.get(&id).unwrap().unwrap().meta.media_type,
+        "audio/wav"
+    );
 }

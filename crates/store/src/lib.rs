@@ -12,7 +12,8 @@
 //!   finds the same recordings.
 //!
 //! [`Store`] opens a data directory as one whole: recovery of unfinished files at
-//! start, the index checked or rebuilt, retention applied.
+//! start, the index checked or rebuilt, retention applied, and the queue of
+//! recordings waiting to be transcoded to their final format.
 //!
 //! Nothing here knows about SIP: the recorder hands in encoded audio and metadata.
 
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod number;
 pub mod retention;
 mod store;
+mod transcoding;
 
 mod metadata;
 
@@ -30,3 +32,4 @@ pub use metadata::{
     CallDirection, CallEvent, EventKind, Party, RecordingId, RecordingMetadata, RecordingStatus,
 };
 pub use store::{Layout, OpenReport, ReindexReport, Store, StoreError};
+pub use transcoding::Replaced;

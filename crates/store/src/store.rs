@@ -4,6 +4,8 @@
 //! <data_dir>/recordings/<id>.cvr   finished recordings (.part while being written)
 //! <data_dir>/index/                the sled index and the legal holds
 //! <data_dir>/audit.log             the audit log (see `audit`)
+//! <data_dir>/transcode/            recordings waiting for their final format
+//!                                  (see `transcoding`)
 //! ```
 
 use std::io;
@@ -71,6 +73,10 @@ impl Layout {
         self.data_dir.join("audit.log")
     }
 
+    pub fn transcode_dir(&self) -> PathBuf {
+        self.data_dir.join("transcode")
+    }
+
     /// The finished recording files, sorted by name; none before the first is made.
     pub fn finished_recordings(&self) -> Result<Vec<PathBuf>, StoreError> {
         match files_with(&self.recordings(), FILE_EXTENSION) {
@@ -112,6 +118,7 @@ impl Store {
         };
         let store = Self { layout, index };
         let report = store.recover_unfinished(keys)?;
+        store.clear_transcode_work()?;
         Ok((store, report))
     }
 
@@ -225,7 +232,7 @@ fn files_with(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, StoreError> {
     Ok(paths)
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)

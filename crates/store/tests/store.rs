@@ -216,3 +216,77 @@ fn purge_shreds_and_deletes_expired_recordings_but_keeps_held_ones() {
 fn reindex(dir: &Path) -> callvault_store::ReindexReport {
     Store::reindex(dir, &master()).unwrap()
 }
+
+#[test]
+fn the_transcoding_queue_survives_a_restart_and_its_leftover_work_does_not() {
+    let dir = TempDir::new("transcode-queue");
+    let (store, _) = Store::open(&dir.0, &master()).unwrap();
+    let (first, second) = (metadata(3, NOW_MS).id, metadata(4, NOW_MS).id);
+    store.queue_transcoding(&second).unwrap();
+    store.queue_transcoding(&first).unwrap();
+    let leftover = store.transcode_work_dir().join(format!("{first}.part"));
+    std::fs::write(&leftover, b"half a transcoding").unwrap();
+    drop(store);
+
+    let (store, _) = Store::open(&dir.0, &master()).unwrap();
+    assert_eq!(
+        store.transcoding_queue().unwrap(),
+        vec![first.clone(), second]
+    );
+    assert!(
+        !leftover.exists(),
+        "a crash's half-written file is cleared at start"
+    );
+    store.transcoding_done(&first).unwrap();
+    store.transcoding_done(&first).unwrap();
+    assert_eq!(store.transcoding_queue().unwrap().len(), 1);
+}
+
+#[test]
+fn a_replacement_for_a_purged_recording_is_discarded() {
+    let dir = TempDir::new("transcode-absent");
+    let (store, _) = Store::open(&dir.0, &master()).unwrap();
+    let meta = metadata(5, NOW_MS);
+    let new_file = store.transcode_work_dir().join(format!("{}.cvr", meta.id));
+    std::fs::write(&new_file, b"a transcoded recording").unwrap();
+
+    let replaced = store.replace_recording(&new_file, &meta).unwrap();
+    assert_eq!(replaced, callvault_store::Replaced::Absent);
+    assert!(!new_file.exists());
+    assert!(store.layout().finished_recordings().unwrap().is_empty());
+}
+
+#[test]
+fn a_replacement_takes_the_recordings_place_and_index_entry() {
+    let dir = TempDir::new("transcode-replace");
+    let (store, _) = Store::open(&dir.0, &master()).unwrap();
+    let meta = metadata(6, NOW_MS);
+    let path = record(&dir.0, &meta, 2, false);
+    let file_name = format!("{}.cvr", meta.id);
+    store
+        .index()
+        .insert(&file::read_metadata(&path, &master()).unwrap(), &file_name)
+        .unwrap();
+
+    let work = store.transcode_work_dir();
+    let final_meta = RecordingMetadata {
+        media_type: "audio/ogg".into(),
+        end_ms: Some(NOW_MS + 60_000),
+        status: RecordingStatus::Complete,
+        ..meta.clone()
+    };
+    let mut writer = RecordingWriter::create(&work, &final_meta, &master(), quiet()).unwrap();
+    writer
+        .write_audio(b"OggS...", Duration::from_secs(2))
+        .unwrap();
+    let new_file = writer.finish(&final_meta).unwrap();
+
+    let replaced = store.replace_recording(&new_file, &final_meta).unwrap();
+    assert_eq!(replaced, callvault_store::Replaced::Replaced);
+    let call = store.index().get(&meta.id).unwrap().unwrap();
+    assert_eq!(call.meta.media_type, "audio/ogg");
+    assert_eq!(call.file_name, file_name);
+    let recording = file::read_recording(&store.recording_path(&call), &master()).unwrap();
+    assert_eq!(recording.audio, b"OggS...");
+    assert!(!new_file.exists());
+}

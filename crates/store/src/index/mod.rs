@@ -286,6 +286,12 @@ impl Index {
 
     /// The recording with `id`, if indexed.
     pub fn get(&self, id: &RecordingId) -> Result<Option<IndexedCall>, IndexError> {
+        Ok(self.stored(id)?.map(|stored| self.with_hold(stored)))
+    }
+
+    /// The recording with `id` as stored, without its hold: callers that hold the
+    /// holds' lock use this, as `get` would take it again.
+    fn stored(&self, id: &RecordingId) -> Result<Option<StoredCall>, IndexError> {
         let Some(value) = self
             .trees
             .calls
@@ -294,8 +300,9 @@ impl Index {
         else {
             return Ok(None);
         };
-        let stored = decode(&value).map_err(|error| self.with_path(error))?;
-        Ok(Some(self.with_hold(stored)))
+        decode(&value)
+            .map(Some)
+            .map_err(|error| self.with_path(error))
     }
 
     /// Removes a recording from the index; `false` if it was not there.
@@ -330,6 +337,33 @@ impl Index {
         self.remove_unheld(&call.meta.id)?;
         drop(holds);
         Ok(Deletion::Deleted)
+    }
+
+    /// Runs `replace` on a recording that is indexed and not held, then indexes
+    /// `meta` for it in place of what was there.
+    ///
+    /// For a recording whose file is swapped for another holding the same call
+    /// (transcoding): the holds stay locked throughout, so a hold and the swap
+    /// never cross, and a held recording keeps the very file the hold was placed
+    /// on.
+    pub(crate) fn replace_unless_held<E>(
+        &self,
+        meta: &RecordingMetadata,
+        replace: impl FnOnce(&str) -> Result<(), E>,
+    ) -> Result<Replacement<E>, IndexError> {
+        let holds = self.holds.lock();
+        if holds.contains_key(&meta.id) {
+            return Ok(Replacement::Held);
+        }
+        let Some(call) = self.stored(&meta.id)? else {
+            return Ok(Replacement::Absent);
+        };
+        if let Err(error) = replace(&call.file_name) {
+            return Ok(Replacement::Failed(error));
+        }
+        self.insert(meta, &call.file_name)?;
+        drop(holds);
+        Ok(Replacement::Replaced)
     }
 
     fn remove_unheld(&self, id: &RecordingId) -> Result<bool, IndexError> {
@@ -609,6 +643,16 @@ impl Index {
 pub(crate) enum Deletion<E> {
     Deleted,
     Held,
+    Failed(E),
+}
+
+/// What [`Index::replace_unless_held`] did.
+#[derive(Debug)]
+pub(crate) enum Replacement<E> {
+    Replaced,
+    Held,
+    /// Not in the index (purged, or never indexed).
+    Absent,
     Failed(E),
 }
 
