@@ -189,7 +189,25 @@ def call_log_figures(meta, run):
     }
 
 
-def recording_figures(meta, run, threads):
+def read_wall(run, name):
+    try:
+        with open(os.path.join(run, name)) as file:
+            return float(file.read())
+    except (OSError, ValueError):
+        return None
+
+
+def transcoder_seconds(samples):
+    """CPU seconds the transcoding thread used over the whole run."""
+    last = {}
+    for sample in samples:
+        for tid, name, ticks in sample.get("callvault_threads", []):
+            if name == "transcoder":
+                last[tid] = ticks
+    return round(sum(last.values()) / HZ, 2)
+
+
+def recording_figures(meta, run, threads, samples):
     """What the recorder made of the calls: its counters, the files, its CPU."""
     stopped, statuses, lost = None, {}, 0
     with open(os.path.join(run, "callvault.log"), errors="replace") as file:
@@ -211,6 +229,7 @@ def recording_figures(meta, run, threads):
                 files[kind][1] += os.path.getsize(os.path.join(root, name))
     call_minutes = meta["calls"] * meta["hold_s"] / 60
     recorder_pct = sum(t["pct_core"] for t in threads if t["name"].startswith("recorder"))
+    calls_done, transcoded = read_wall(run, "calls_done_wall"), read_wall(run, "transcoded_wall")
     return {
         "format": meta.get("format"),
         "speech": meta.get("speech"),
@@ -222,7 +241,12 @@ def recording_figures(meta, run, threads):
         "file_kb_per_call_minute": round(files["cvr"][1] / 1024 / call_minutes, 1),
         "recorder_threads_pct_core": round(recorder_pct, 2),
         "relay_threads_pct_core": round(
-            sum(t["pct_core"] for t in threads if not t["name"].startswith("recorder")), 2),
+            sum(t["pct_core"] for t in threads if t["name"].startswith("callvault")), 2),
+        "transcoded_s_after_last_call": round(transcoded - calls_done, 1)
+        if calls_done and transcoded else None,
+        "transcoder_cpu_s": transcoder_seconds(samples),
+        "transcoder_cpu_s_per_call_minute": round(
+            transcoder_seconds(samples) / call_minutes, 4),
     }
 
 
@@ -299,8 +323,10 @@ def summary(meta, r):
         f"recordings ({rec['format']}, speech {rec['speech']}): recorder {rec['recorder_counters']}; finished "
         f"{rec['statuses_logged']}, lost packets {rec['lost_packets_logged']}; {rec['files']} "
         f"files ({rec['files_unfinished']} unfinished), {rec['file_kb_per_call_minute']} kB per "
-        f"call-minute; recorder threads {rec['recorder_threads_pct_core']} %, the rest "
-        f"{rec['relay_threads_pct_core']} % of one core",
+        f"call-minute; in the window: recorder threads {rec['recorder_threads_pct_core']} %, "
+        f"relay threads {rec['relay_threads_pct_core']} % of one core; transcoding done "
+        f"{rec['transcoded_s_after_last_call']} s after the last call, "
+        f"{rec['transcoder_cpu_s']} CPU-s = {rec['transcoder_cpu_s_per_call_minute']} per call-minute",
         "",
         "| date | calls | format, speech | calls ok | relayed pps (expected) | relayed / expected | "
         "socket + relay drops | tap drops | recordings complete | callvault % core | CPU-s per call-min | RSS idle / steady | "
@@ -328,7 +354,7 @@ def main():
         "meta": meta,
         "cpu": cpu_figures(meta, w0, w1, idle0, idle1, samples[-1]),
         "threads": threads,
-        "recordings": recording_figures(meta, run, threads),
+        "recordings": recording_figures(meta, run, threads, samples),
         "memory": memory_figures(meta, idle1, w1, samples),
         "packets": packet_figures(meta, w0, w1, window, samples),
         "call_log": call_log_figures(meta, run),

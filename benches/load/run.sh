@@ -115,7 +115,7 @@ cp "$HERE/uac_hold.xml" "$HERE/uas_hold.xml" "$RUN/"
 
 # Four sockets per call in callvault, and SIPp's own.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
-CAP=$(( RAMP + HOLD + 180 ))   # no process outlives this many seconds
+CAP=$(( RAMP + HOLD + 180 + CALLS * 2 ))   # no process outlives this many seconds
 
 cat > "$RUN/meta.json" <<EOF
 {"calls": $CALLS, "hold_s": $HOLD, "rate": $RATE, "ramp_s": $RAMP, "pre_s": $PRE,
@@ -164,6 +164,16 @@ log "$CALLS calls at $RATE/s, ${HOLD}s each: SIPp UAC pid $P_UAC, UAS pid $P_UAS
 wait $T_UAC; echo $? > uac.rc
 wait $T_UAS; echo $? > uas.rc
 log "SIPp finished: UAC exit $(cat uac.rc), UAS exit $(cat uas.rc)"
+# Ogg Opus recordings are transcoded from their live WAV after each call: wait
+# until the queue is empty, so that the run covers all the work of recording.
+python3 -c 'import time; print(time.time())' > calls_done_wall
+queued() { ls "$RUN/data/transcode/queue" 2>/dev/null | wc -l; }
+for i in $(seq $(( CALLS * 2 + 60 ))); do
+    [ "$(queued)" -eq 0 ] && break
+    sleep 1
+done
+python3 -c 'import time; print(time.time())' > transcoded_wall
+log "transcoding queue: $(queued) left"
 sleep $AFTER
 touch stop-sampler
 wait $T_SAMPLER

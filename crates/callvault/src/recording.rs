@@ -22,8 +22,8 @@ use crate::config::{self, Config};
 const JITTER_DEPTH: Duration = Duration::from_millis(60);
 
 /// How much audio the writer gathers before sealing a segment. With the task's
-/// tick (100 ms), the pipeline's lag (180 ms) and an Ogg page (200 ms), a crash
-/// loses under one second (docs/recording.md).
+/// tick (100 ms) and the pipeline's lag (180 ms), a crash loses under one second
+/// (docs/recording.md).
 const SEGMENT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Starts the recorder for the daemon.
