@@ -171,7 +171,10 @@ impl Work {
         match result {
             Ok(Done::Transcoded) => {
                 self.counters.done.fetch_add(1, Ordering::Relaxed);
-                info!(media_type = self.format.media_type(), "recording transcoded");
+                info!(
+                    media_type = self.format.media_type(),
+                    "recording transcoded"
+                );
             }
             Ok(Done::AlreadyFinal) => debug!("recording was already transcoded"),
             Ok(Done::Held) => info!("recording is under a legal hold; it stays as recorded"),
