@@ -10,6 +10,7 @@
 //! - [`audit`]: the append-only, hash-chained log of every access and change.
 //! - [`number`]: normalising phone numbers to E.164, so that any spelling of a number
 //!   finds the same recordings.
+//! - [`opt_out`]: the list of patients' numbers whose calls are never recorded.
 //!
 //! [`Store`] opens a data directory as one whole: recovery of unfinished files at
 //! start, the index checked or rebuilt, retention applied, and the queue of
@@ -22,6 +23,7 @@ pub mod file;
 pub mod index;
 pub mod keys;
 pub mod number;
+pub mod opt_out;
 pub mod retention;
 mod store;
 mod transcoding;

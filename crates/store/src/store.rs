@@ -4,6 +4,7 @@
 //! <data_dir>/recordings/<id>.cvr   finished recordings (.part while being written)
 //! <data_dir>/index/                the sled index and the legal holds
 //! <data_dir>/audit.log             the audit log (see `audit`)
+//! <data_dir>/opt-out.json          patients' numbers never recorded (see `opt_out`)
 //! <data_dir>/transcode/            recordings waiting for their final format
 //!                                  (see `transcoding`)
 //! ```
@@ -71,6 +72,11 @@ impl Layout {
 
     pub fn audit_log(&self) -> PathBuf {
         self.data_dir.join("audit.log")
+    }
+
+    /// The patient opt-out list (see `opt_out`).
+    pub fn opt_out(&self) -> PathBuf {
+        self.data_dir.join("opt-out.json")
     }
 
     pub fn transcode_dir(&self) -> PathBuf {
