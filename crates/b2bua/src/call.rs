@@ -156,7 +156,10 @@ impl Core {
             started: SystemTime::now(),
         };
         let span = tracing::info_span!(parent: None, "call", id, direction = ?info.direction);
-        span.in_scope(|| info!("call offered"));
+        span.in_scope(|| {
+            info!("call offered");
+            self.hook.on_invite(&info);
+        });
         let caller = Leg {
             side,
             call_id: caller_call_id.clone(),

@@ -62,6 +62,12 @@ pub struct MediaUpdate {
 
 /// What the recorder implements.
 pub trait CallHook: Send + Sync + 'static {
+    /// A call's initial INVITE was accepted and is about to be relayed; no media
+    /// has flowed yet. The recording policy decides here.
+    fn on_invite(&self, call: &CallInfo) {
+        let _ = call;
+    }
+
     /// A call was answered. A returned tap receives a copy of every packet from now on.
     ///
     /// Not called when [`on_early_media`](Self::on_early_media) already returned a

@@ -42,6 +42,35 @@ pub(crate) enum Command {
         #[command(flatten)]
         operator: OperatorArgs,
     },
+    /// Manages the patients who opted out: their calls are relayed, never recorded.
+    OptOut {
+        #[command(subcommand)]
+        command: OptOutCommand,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OptOutCommand {
+    /// Stops recording a patient's calls from now on (the daemon notices in seconds).
+    Add {
+        /// The patient's number, in any UK or international spelling
+        number: String,
+        /// Why, for the audit log (the patient asked in person, on what date)
+        #[arg(long)]
+        reason: String,
+    },
+    /// Records a patient's calls again.
+    Remove {
+        /// The patient's number, in any spelling
+        number: String,
+        /// Why, for the audit log
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lists the numbers on the list, with the date each was added.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use callvault_policy::{Action, DirectionRules, IdentitySource, Rules};
 use serde::Deserialize;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -287,12 +288,40 @@ pub(crate) enum Channels {
     Mono,
 }
 
-/// Which calls are recorded.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Which calls are recorded; see docs/policy.md.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a table")]
 pub(crate) struct Policy {
     /// Extensions whose calls are personal and never recorded.
     pub(crate) personal_extensions: Vec<String>,
+    /// Numbers of personal lines, in any UK or international spelling.
+    pub(crate) personal_ddis: Vec<String>,
+    /// The extension each practice number rings, for inbound calls.
+    pub(crate) ddi_extensions: std::collections::BTreeMap<String, String>,
+    /// The header the PBX sets to the calling extension on outbound calls.
+    pub(crate) identity_header: Option<String>,
+    /// Where the practice-side party is read, first answer wins.
+    pub(crate) identity_order: Vec<IdentitySource>,
+    pub(crate) directions: DirectionRules,
+    /// What happens to a call no other rule decides.
+    pub(crate) default: Action,
+    /// The patient opt-out list; `<data_dir>/opt-out.json` when absent.
+    pub(crate) opt_out_file: Option<PathBuf>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            personal_extensions: Vec::new(),
+            personal_ddis: Vec::new(),
+            ddi_extensions: std::collections::BTreeMap::new(),
+            identity_header: None,
+            identity_order: IdentitySource::DEFAULT_ORDER.to_vec(),
+            directions: DirectionRules::default(),
+            default: Action::Record,
+            opt_out_file: None,
+        }
+    }
 }
 
 /// The Prometheus endpoint.
@@ -507,16 +536,83 @@ impl Storage {
 impl Policy {
     fn validate(&self) -> Result<(), ConfigError> {
         for (index, extension) in self.personal_extensions.iter().enumerate() {
-            if extension.is_empty() || extension.contains(char::is_whitespace) {
-                let key = format!("policy.personal_extensions[{index}]");
+            check_extension(&format!("policy.personal_extensions[{index}]"), extension)?;
+        }
+        self.rules().map(|_| ())?;
+        if let Some(header) = &self.identity_header {
+            if header.is_empty()
+                || !header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return Err(ConfigError::key(
-                    key,
-                    "must be an extension such as \"205\"",
+                    "policy.identity_header",
+                    "must be a header name such as \"X-Practice-Extension\"",
                 ));
             }
         }
+        if self.identity_order.is_empty() {
+            return Err(ConfigError::key(
+                "policy.identity_order",
+                "must name at least one source",
+            ));
+        }
         Ok(())
     }
+
+    /// The rules the daemon applies, numbers normalised to E.164.
+    pub(crate) fn rules(&self) -> Result<Rules, ConfigError> {
+        let mut personal_ddis = std::collections::BTreeSet::new();
+        for (index, number) in self.personal_ddis.iter().enumerate() {
+            personal_ddis.insert(full_number(
+                &format!("policy.personal_ddis[{index}]"),
+                number,
+            )?);
+        }
+        let mut ddi_extensions = std::collections::BTreeMap::new();
+        for (number, extension) in &self.ddi_extensions {
+            let key = format!("policy.ddi_extensions.{number}");
+            check_extension(&key, extension)?;
+            ddi_extensions.insert(full_number(&key, number)?, extension.clone());
+        }
+        Ok(Rules {
+            personal_extensions: self.personal_extensions.iter().cloned().collect(),
+            personal_ddis,
+            ddi_extensions,
+            identity_header: self.identity_header.clone(),
+            identity_order: self.identity_order.clone(),
+            directions: self.directions,
+            default: self.default,
+        })
+    }
+
+    /// Where the opt-out list is.
+    pub(crate) fn opt_out_path(&self, storage: &Storage) -> PathBuf {
+        self.opt_out_file
+            .clone()
+            .unwrap_or_else(|| callvault_store::Layout::new(&storage.data_dir).opt_out())
+    }
+}
+
+fn check_extension(key: &str, extension: &str) -> Result<(), ConfigError> {
+    if extension.is_empty() || extension.contains(char::is_whitespace) {
+        return Err(ConfigError::key(
+            key,
+            "must be an extension such as \"205\"",
+        ));
+    }
+    Ok(())
+}
+
+/// A number of the config as E.164; the error does not repeat it.
+fn full_number(key: &str, number: &str) -> Result<callvault_store::number::E164, ConfigError> {
+    use callvault_store::number::{normalise, DEFAULT_COUNTRY};
+    normalise(number, DEFAULT_COUNTRY).map_err(|error| {
+        ConfigError::key(
+            key,
+            format!("must be a full phone number such as 01632 960123 ({error})"),
+        )
+    })
 }
 
 impl Log {

@@ -8,6 +8,8 @@ mod config;
 mod keys;
 mod logging;
 mod operator;
+mod opt_out;
+mod policy;
 mod recording;
 mod run;
 
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::cli::{Cli, Command, KeysCommand};
+use crate::cli::{Cli, Command, KeysCommand, OptOutCommand};
 use crate::config::Source;
 use crate::operator::Operator;
 
@@ -52,6 +54,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 KeysCommand::Init => keys::init(&config, &operator)?,
                 KeysCommand::Rotate { reason } => keys::rotate(&config, &operator, &reason)?,
                 KeysCommand::Rewrap { reason } => keys::rewrap(&config, &operator, &reason)?,
+            };
+            say(&done);
+            Ok(())
+        }
+        Command::OptOut { command, operator } => {
+            let config = Source::choose(cli.config).load()?;
+            let done = match command {
+                OptOutCommand::Add { number, reason } => {
+                    let operator = Operator::choose(operator.operator)?;
+                    opt_out::add(&config, &operator, &number, &reason)?
+                }
+                OptOutCommand::Remove { number, reason } => {
+                    let operator = Operator::choose(operator.operator)?;
+                    opt_out::remove(&config, &operator, &number, &reason)?
+                }
+                OptOutCommand::List => opt_out::list(&config)?,
             };
             say(&done);
             Ok(())

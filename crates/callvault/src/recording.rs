@@ -1,9 +1,11 @@
 //! The B2BUA's hook that records calls: it turns call events into the recorder's.
 //!
-//! Every call is recorded for now; the recording policy (personal lines, opt-outs)
-//! decides here once it exists (issue 5).
+//! The recording policy decides on each call's initial INVITE. A call it excludes
+//! never reaches the recorder: no tap is handed out, so the relay copies none of
+//! its packets, and none of its events (media, end) is passed on.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use callvault_b2bua::{CallHook, CallInfo, EndReason, MediaUpdate};
@@ -16,7 +18,10 @@ use callvault_store::file::WriterOptions;
 use callvault_store::keys::Keyring;
 use callvault_store::{CallDirection, Store};
 
+use callvault_policy::Action;
+
 use crate::config::{self, Config};
+use crate::policy::PolicyState;
 
 /// How long each jitter buffer waits for late packets.
 const JITTER_DEPTH: Duration = Duration::from_millis(60);
@@ -60,28 +65,42 @@ pub(crate) fn start_recorder(
     Recorder::new(recorder, store, keys)
 }
 
-/// Records every call the B2BUA carries.
+/// Records every call the recording policy allows.
 #[derive(Debug)]
 pub(crate) struct RecordingHook {
     recorder: RecorderHandle,
+    policy: Arc<PolicyState>,
     early_media: bool,
+    /// The practice-side extension of each call to be recorded, by call id; a
+    /// call not here was excluded.
+    recorded: Mutex<HashMap<u64, Option<String>>>,
 }
 
 impl RecordingHook {
-    pub(crate) fn new(recorder: RecorderHandle, config: &Config) -> Self {
+    pub(crate) fn new(recorder: RecorderHandle, policy: Arc<PolicyState>, config: &Config) -> Self {
         Self {
             recorder,
+            policy,
             early_media: config.storage.early_media,
+            recorded: Mutex::new(HashMap::new()),
         }
     }
 
+    fn recorded(&self) -> MutexGuard<'_, HashMap<u64, Option<String>>> {
+        // Every change is one insert or remove: a panic leaves the map whole.
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The call's extension if it is to be recorded, `None` if it was excluded.
+    fn extension_if_recorded(&self, call: &CallInfo) -> Option<Option<String>> {
+        self.recorded().get(&call.id).cloned()
+    }
+
     fn start(&self, call: &CallInfo) -> Option<Tap> {
-        let (direction, extension) = match call.direction {
-            callvault_b2bua::CallDirection::Outbound => {
-                (CallDirection::Outbound, Some(call.caller.clone()))
-            }
-            // The dialled number is not yet mapped to an extension (issue 5).
-            callvault_b2bua::CallDirection::Inbound => (CallDirection::Inbound, None),
+        let extension = self.extension_if_recorded(call)?;
+        let direction = match call.direction {
+            callvault_b2bua::CallDirection::Outbound => CallDirection::Outbound,
+            callvault_b2bua::CallDirection::Inbound => CallDirection::Inbound,
         };
         self.recorder.start(CallStart {
             call_id: call.id,
@@ -94,6 +113,13 @@ impl RecordingHook {
 }
 
 impl CallHook for RecordingHook {
+    fn on_invite(&self, call: &CallInfo) {
+        let decision = self.policy.decide(call);
+        if decision.action == Action::Record {
+            self.recorded().insert(call.id, decision.extension);
+        }
+    }
+
     fn on_answer(&self, call: &CallInfo) -> Option<Tap> {
         self.start(call)
     }
@@ -107,11 +133,15 @@ impl CallHook for RecordingHook {
     }
 
     fn on_media(&self, call: &CallInfo, update: &MediaUpdate) {
-        self.recorder.media(call.id, update.side, &update.streams);
+        if self.extension_if_recorded(call).is_some() {
+            self.recorder.media(call.id, update.side, &update.streams);
+        }
     }
 
     fn on_end(&self, call: &CallInfo, reason: EndReason) {
-        self.recorder.end(call.id, &describe(reason));
+        if self.recorded().remove(&call.id).is_some() {
+            self.recorder.end(call.id, &describe(reason));
+        }
     }
 }
 

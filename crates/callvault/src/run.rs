@@ -1,8 +1,8 @@
 //! The daemon: wiring the configuration into the B2BUA, and signals.
 //!
 //! Signals are handled here and nowhere else. SIGTERM or SIGINT asks the
-//! B2BUA to shut down; a second one ends the process at once. SIGHUP will
-//! reload the policy lists; until that is built it is only logged.
+//! B2BUA to shut down; a second one ends the process at once. SIGHUP reloads
+//! the recording policy from the config file and the opt-out list.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use callvault_b2bua::{B2buaConfig, SideConfig};
+use callvault_policy::Rule;
 use callvault_store::audit::AuditAction;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, Source};
+use crate::policy::PolicyState;
 use crate::recording::{start_recorder, RecordingHook};
 
 /// How long recordings may take to be written and indexed once the B2BUA stopped.
@@ -46,14 +48,24 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot create {}", b2bua.state_dir.display()))?;
 
+    let policy = Arc::new(PolicyState::load(&config)?);
     // Handlers are installed before "started" is logged, so that a stop
     // signal sent as soon as the line appears is never fatal.
     let signals = Signals::install().context("cannot install signal handlers")?;
     let (stop, stopped) = oneshot::channel();
-    let signal_task = tokio::spawn(signals.handle(stop));
+    let reload = Reload {
+        policy: Arc::clone(&policy),
+        source: source.clone(),
+    };
+    let signal_task = tokio::spawn(signals.handle(stop, reload));
+    let opt_out_watch = tokio::spawn(watch_opt_outs(Arc::clone(&policy)));
 
     let recorder = start_recorder(&config, store, keyring).context("cannot start the recorder")?;
-    let hook = Arc::new(RecordingHook::new(recorder.handle(), &config));
+    let hook = Arc::new(RecordingHook::new(
+        recorder.handle(),
+        Arc::clone(&policy),
+        &config,
+    ));
 
     log_started(&b2bua);
     let outcome = callvault_b2bua::serve(b2bua, hook, async {
@@ -62,8 +74,10 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     })
     .await;
     signal_task.abort();
+    opt_out_watch.abort();
     // The B2BUA ended every call as it stopped; their recordings finish now.
     recorder.shutdown(RECORDER_GRACE).await;
+    log_excluded(&policy);
 
     outcome.context("the B2BUA stopped on an error")?;
     info!("callvault stopped");
@@ -190,6 +204,38 @@ async fn route_source(name: &str, peer: SocketAddr) -> anyhow::Result<IpAddr> {
     Ok(address)
 }
 
+/// How often the opt-out list's file is looked at for a change. `callvault
+/// opt-out add` then takes effect within this long, without a signal.
+const OPT_OUT_CHECK: Duration = Duration::from_secs(2);
+
+async fn watch_opt_outs(policy: Arc<PolicyState>) {
+    let mut ticker = tokio::time::interval(OPT_OUT_CHECK);
+    loop {
+        ticker.tick().await;
+        let policy = Arc::clone(&policy);
+        // A stat, and a read of a small file when it changed: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || policy.reload_opt_outs(false)).await;
+    }
+}
+
+/// What SIGHUP reloads.
+struct Reload {
+    policy: Arc<PolicyState>,
+    source: Source,
+}
+
+fn log_excluded(policy: &PolicyState) {
+    let count = |rule| policy.excluded(rule);
+    info!(
+        personal_extension = count(Rule::PersonalExtension),
+        personal_ddi = count(Rule::PersonalDdi),
+        opt_out = count(Rule::OptOut),
+        direction = count(Rule::Direction),
+        default = count(Rule::Default),
+        "calls excluded from recording, by rule"
+    );
+}
+
 /// The process's stop and reload signals.
 struct Signals {
     terminate: Signal,
@@ -206,15 +252,18 @@ impl Signals {
         })
     }
 
-    /// Turns the first stop signal into `stop`; a second one exits.
-    async fn handle(mut self, stop: oneshot::Sender<()>) {
+    /// Turns the first stop signal into `stop`, a second one into an exit, and
+    /// SIGHUP into a reload of the recording policy.
+    async fn handle(mut self, stop: oneshot::Sender<()>, reload: Reload) {
         let mut stop = Some(stop);
         loop {
             let name = tokio::select! {
                 _ = self.terminate.recv() => "SIGTERM",
                 _ = self.interrupt.recv() => "SIGINT",
                 _ = self.hangup.recv() => {
-                    info!(signal = "SIGHUP", "reload requested; reloading is not built yet");
+                    info!(signal = "SIGHUP", "reload requested");
+                    let (policy, source) = (Arc::clone(&reload.policy), reload.source.clone());
+                    let _ = tokio::task::spawn_blocking(move || policy.reload_rules(&source)).await;
                     continue;
                 }
             };

@@ -275,3 +275,163 @@ fn json_log_format_writes_one_object_per_line() {
         "{output}"
     );
 }
+
+#[test]
+fn check_config_names_bad_policy_keys_without_repeating_numbers() {
+    let dir = TempDir::new("bad-policy");
+    let cases = [
+        (
+            "personal_ddis = [\"0123\"]",
+            "policy.personal_ddis[0]: must be a full phone number",
+        ),
+        (
+            "ddi_extensions = { \"01632960100\" = \"\" }",
+            "policy.ddi_extensions.01632960100: must be an extension",
+        ),
+        (
+            "identity_order = [\"via\"]",
+            "policy.identity_order[0]: unknown variant `via`",
+        ),
+        (
+            "identity_order = []",
+            "policy.identity_order: must name at least one source",
+        ),
+        (
+            "identity_header = \"X Extension\"",
+            "policy.identity_header: must be a header name",
+        ),
+        (
+            "directions = { sideways = \"record\" }",
+            "policy.directions.sideways: unknown field `sideways`",
+        ),
+        (
+            "default = \"maybe\"",
+            "policy.default: unknown variant `maybe`",
+        ),
+    ];
+    for (index, (line, expected)) in cases.into_iter().enumerate() {
+        let mut config = TestConfig::on_free_ports(&dir);
+        config.extra = format!("[policy]\n{line}\n");
+        let error = check_config_error(&dir, &format!("policy-{index}.toml"), &config.to_toml());
+        assert!(error.contains(expected), "case {index}: {error}");
+    }
+    let mut config = TestConfig::on_free_ports(&dir);
+    config.extra = "[policy]\npersonal_ddis = [\"07700\"]\n".to_owned();
+    let error = check_config_error(&dir, "policy-number.toml", &config.to_toml());
+    assert!(
+        !error.contains("07700"),
+        "the number stays out of the message: {error}"
+    );
+}
+
+#[test]
+fn opt_out_commands_change_the_list_and_audit_each_change() {
+    let dir = TempDir::new("opt-out-cli");
+    let config = TestConfig::on_free_ports(&dir);
+    let path = config.write(&dir);
+    let path = path.to_str().expect("a UTF-8 path");
+    let opt_out = |args: &[&str]| {
+        let common = ["--config", path, "--operator", "Practice Manager"];
+        callvault_command(&[&["opt-out"], args, &common[..]].concat())
+    };
+
+    let added = opt_out(&["add", "07700 900123", "--reason", "asked at reception"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert!(
+        stdout(&added).contains("+447700900123: added"),
+        "{}",
+        stdout(&added)
+    );
+    let again = opt_out(&["add", "+44 7700 900123", "--reason", "twice"]);
+    assert!(!again.status.success());
+    assert_eq!(stderr(&again).lines().count(), 1, "{}", stderr(&again));
+    assert!(stderr(&again).contains("already on the opt-out list"));
+
+    let listed = opt_out(&["list"]);
+    assert!(
+        stdout(&listed).starts_with("+447700900123  since 20"),
+        "{}",
+        stdout(&listed)
+    );
+    let list_file = config.data_dir.join("opt-out.json");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&list_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let removed = opt_out(&["remove", "00447700900123", "--reason", "changed her mind"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(stdout(&opt_out(&["list"])).contains("empty"));
+
+    let audit = fs::read_to_string(config.data_dir.join("audit.log")).unwrap();
+    for expected in [
+        "\"opt-out-add\"",
+        "\"opt-out-remove\"",
+        "Practice Manager",
+        "changed her mind",
+    ] {
+        assert!(audit.contains(expected), "{expected} in {audit}");
+    }
+    assert_eq!(audit.lines().count(), 3, "key init, add, remove: {audit}");
+}
+
+#[test]
+fn opt_out_refuses_what_is_not_a_number_in_one_line() {
+    let dir = TempDir::new("opt-out-bad");
+    let path = TestConfig::on_free_ports(&dir).write(&dir);
+    let path = path.to_str().expect("a UTF-8 path");
+    for number in ["reception", "205", "07700"] {
+        let args = [
+            "opt-out",
+            "add",
+            number,
+            "--reason",
+            "r",
+            "--config",
+            path,
+            "--operator",
+            "GM",
+        ];
+        let output = callvault_command(&args);
+        assert_eq!(output.status.code(), Some(1), "{number}");
+        let error = stderr(&output);
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(error.contains("not a patient's phone number"), "{error}");
+        assert!(
+            !error.contains(number),
+            "the input stays out of the message: {error}"
+        );
+    }
+}
+
+#[test]
+fn sighup_reloads_the_policy_and_a_broken_config_keeps_the_rules_in_force() {
+    let dir = TempDir::new("sighup-policy");
+    let mut config = TestConfig::on_free_ports(&dir);
+    config.extra = "[policy]\npersonal_extensions = [\"205\"]\n".to_owned();
+    let path = config.write(&dir);
+    let mut callvault = Callvault::spawn(&["run", "--config", path.to_str().unwrap()], dir.path());
+    callvault.wait_for_log(STARTED_LINE, STARTUP_TIMEOUT);
+
+    config.extra = "[policy]\npersonal_extensions = [\"205\", \"206\"]\n".to_owned();
+    fs::write(&path, config.to_toml()).unwrap();
+    callvault.signal("HUP");
+    callvault.wait_for_log("recording policy reloaded", STARTUP_TIMEOUT);
+
+    fs::write(
+        &path,
+        config
+            .to_toml()
+            .replace("[policy]", "[policy]\ndefault = \"maybe\""),
+    )
+    .unwrap();
+    callvault.signal("HUP");
+    callvault.wait_for_log("the rules in force stay", STARTUP_TIMEOUT);
+    assert!(
+        callvault.output().contains("policy.default"),
+        "{}",
+        callvault.output()
+    );
+    assert!(callvault.is_running(), "{}", callvault.output());
+    callvault.signal("TERM");
+    assert_eq!(callvault.wait_for_exit(STOP_TIMEOUT).code(), Some(0));
+}

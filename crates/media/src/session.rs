@@ -90,6 +90,7 @@ impl MediaSession {
             traffic: Default::default(),
             drops: DropCounters::default(),
             tap_drops: AtomicU64::new(0),
+            tapped: AtomicU64::new(0),
             tap: RwLock::new(None),
             activity: Activity::new(timeout),
         };
@@ -304,6 +305,7 @@ pub(crate) struct SessionShared {
     traffic: [TrafficCounters; 2],
     drops: DropCounters,
     tap_drops: AtomicU64,
+    tapped: AtomicU64,
     tap: RwLock<Option<Tap>>,
     activity: Activity,
 }
@@ -343,7 +345,9 @@ impl SessionShared {
             rtcp,
             data: Bytes::copy_from_slice(data),
         };
-        if !tap.offer(packet) {
+        if tap.offer(packet) {
+            self.tapped.fetch_add(1, Ordering::Relaxed);
+        } else {
             self.tap_drops.fetch_add(1, Ordering::Relaxed);
             self.engine.count_tap_drop();
         }
@@ -367,6 +371,7 @@ impl SessionShared {
             trunk_to_pbx,
             drops: self.drops.snapshot(),
             tap_drops: self.tap_drops.load(Ordering::Relaxed),
+            tapped: self.tapped.load(Ordering::Relaxed),
             last_rtp: pbx_to_trunk.last_rtp.max(trunk_to_pbx.last_rtp),
         }
     }

@@ -48,6 +48,8 @@ pub struct SessionStats {
     pub drops: Drops,
     /// Copies the tap could not take because its queue was full or closed.
     pub tap_drops: u64,
+    /// Copies the tap took: zero for a call no recorder ever saw.
+    pub tapped: u64,
     /// When the last RTP packet from either side arrived.
     pub last_rtp: Option<Instant>,
 }

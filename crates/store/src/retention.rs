@@ -164,6 +164,12 @@ fn first_of_month_after(now_ms: i64, months: u32) -> Option<i64> {
     first.to_unix_days().checked_mul(MS_PER_DAY)
 }
 
+/// The UTC day of a Unix time in milliseconds, as `YYYY-MM-DD`.
+pub fn utc_day(ms: i64) -> String {
+    let (date, _) = CivilDate::of(ms);
+    format!("{:04}-{:02}-{:02}", date.year, date.month, date.day)
+}
+
 /// A date in the proleptic Gregorian calendar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CivilDate {
@@ -244,6 +250,13 @@ mod tests {
     /// Milliseconds of a UTC date and time.
     fn utc(year: i64, month: u32, day: u32, hour: i64, minute: i64) -> i64 {
         CivilDate { year, month, day }.to_unix_days() * MS_PER_DAY + (hour * 60 + minute) * 60_000
+    }
+
+    #[test]
+    fn utc_day_is_the_calendar_date() {
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_day(1_796_342_400_000 + 86_399_999), "2026-12-04");
     }
 
     #[test]

@@ -148,6 +148,16 @@ impl RtpCall {
     /// Places a call from SIPp at `from` through callvault's `entry` to SIPp at `to`,
     /// and streams 50 frames each way between RTP endpoints the test owns.
     pub(crate) fn run(dir: &TempDir, from: SocketAddr, to: SocketAddr, entry: SocketAddr) -> Self {
+        Self::run_as(dir, (from, to, entry), "205", "07700900123")
+    }
+
+    /// As [`run`](Self::run), with the From user and the dialled number given.
+    pub(crate) fn run_as(
+        dir: &TempDir,
+        (from, to, entry): (SocketAddr, SocketAddr, SocketAddr),
+        caller: &str,
+        callee: &str,
+    ) -> Self {
         let audio = std::fs::read(super::sipp_fixtures().join("speech.ulaw")).expect("audio");
         let frames: Vec<Vec<u8>> = audio
             .chunks_exact(160)
@@ -162,14 +172,7 @@ impl RtpCall {
         let caller_port = caller_rtp.port().to_string();
         let uac = Sipp::uac("flows/uac_call.xml", from, entry)
             .args(&[
-                "-s",
-                "07700900123",
-                "-set",
-                "caller",
-                "205",
-                "-set",
-                "sdpver",
-                "1",
+                "-s", callee, "-set", "caller", caller, "-set", "sdpver", "1",
             ])
             .args(&["-set", "rtp", &caller_port, "-d", "4000"])
             .spawn(dir);
