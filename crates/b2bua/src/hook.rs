@@ -60,6 +60,17 @@ pub struct MediaUpdate {
     pub streams: Vec<MediaDescription>,
 }
 
+/// What to do with a call's tap after [`CallHook::on_party_change`].
+#[derive(Debug)]
+pub enum TapChange {
+    /// As it was.
+    Keep,
+    /// Copy the call's packets to this tap from now on.
+    Start(Tap),
+    /// Copy nothing from now on.
+    Stop,
+}
+
 /// What the recorder implements.
 pub trait CallHook: Send + Sync + 'static {
     /// A call's initial INVITE was accepted and is about to be relayed; no media
@@ -79,6 +90,14 @@ pub trait CallHook: Send + Sync + 'static {
     fn on_early_media(&self, call: &CallInfo) -> Option<Tap> {
         let _ = call;
         None
+    }
+
+    /// An in-dialog request from the PBX (a REFER, a re-INVITE or an UPDATE) may
+    /// name a new practice-side party, as a transfer does; the recording policy
+    /// decides again. Never called for requests from the trunk.
+    fn on_party_change(&self, call: &CallInfo, request: &callvault_sip::Headers) -> TapChange {
+        let _ = (call, request);
+        TapChange::Keep
     }
 
     /// One side's SDP was accepted; codecs and directions may have changed.

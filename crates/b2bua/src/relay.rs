@@ -7,7 +7,7 @@ use callvault_sip::{Method, Request, Response};
 
 use crate::call::{CallRef, Phase};
 use crate::core::{ensure_to_tag, set_to_tag, Core, Purpose, TransactionRef};
-use crate::hook::EndReason;
+use crate::hook::{EndReason, TapChange};
 use crate::rewrite::{
     copy_end_to_end, has_sdp, new_call_id, new_tag, next_max_forwards, readdress, readdress_header,
 };
@@ -95,6 +95,9 @@ impl Core {
                 .await;
             return;
         }
+        if side == Side::Pbx {
+            self.party_may_have_changed(id, &request);
+        }
         let out_side = side.other();
         let max_forwards = next_max_forwards(&request.headers).ok();
         let Some(mut out) =
@@ -124,6 +127,41 @@ impl Core {
             },
         )
         .await;
+    }
+
+    /// Lets the hook decide again when the PBX may be telling of a new
+    /// practice-side party: a transfer (REFER), or a re-INVITE or UPDATE that
+    /// carries a new identity.
+    fn party_may_have_changed(&mut self, id: CallRef, request: &Request) {
+        if !matches!(
+            request.method,
+            Method::Refer | Method::Invite | Method::Update
+        ) {
+            return;
+        }
+        // Before the answer nothing is recorded yet; the decision on the INVITE
+        // stands until then.
+        let Some(call) = self
+            .calls
+            .get_mut(&id)
+            .filter(|c| matches!(c.phase, Phase::Answered))
+        else {
+            return;
+        };
+        let change = call
+            .span
+            .in_scope(|| self.hook.on_party_change(&call.info, &request.headers));
+        match change {
+            TapChange::Keep => {}
+            TapChange::Start(tap) => {
+                call.tapped = true;
+                call.media.set_tap(Some(tap));
+            }
+            TapChange::Stop => {
+                call.tapped = false;
+                call.media.set_tap(None);
+            }
+        }
     }
 
     /// Checks the To tag and CSeq of an in-dialog request against its leg's dialog.

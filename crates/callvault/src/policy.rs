@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use callvault_b2bua::CallInfo;
 use callvault_policy::{mask_number, Action, Call, Decision, Rule, Rules};
+use callvault_sip::Headers;
 use callvault_store::opt_out::OptOutList;
 use tracing::{debug, info, warn};
 
@@ -64,23 +65,25 @@ impl PolicyState {
 
     /// Decides whether the call is recorded, and logs an exclusion.
     pub(crate) fn decide(&self, call: &CallInfo) -> Decision {
-        let rules = Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner));
-        let opt_outs = Arc::clone(&self.opt_outs.read().unwrap_or_else(PoisonError::into_inner));
-        let direction = match call.direction {
-            callvault_b2bua::CallDirection::Inbound => callvault_store::CallDirection::Inbound,
-            callvault_b2bua::CallDirection::Outbound => callvault_store::CallDirection::Outbound,
-        };
-        let decision = rules.decide(
-            &Call {
-                direction,
-                caller: &call.caller,
-                callee: &call.callee,
-                headers: &call.invite_headers,
-            },
-            &opt_outs,
-        );
+        let (rules, opt_outs) = self.in_force();
+        let decision = rules.decide(&facts(call), &opt_outs);
         self.log(&decision);
         decision
+    }
+
+    /// Decides again when the PBX's in-dialog `request` names a new practice
+    /// party (a transfer); `None` when it names nobody.
+    pub(crate) fn decide_again(&self, call: &CallInfo, request: &Headers) -> Option<Decision> {
+        let (rules, opt_outs) = self.in_force();
+        let decision = rules.decide_again(&facts(call), request, &opt_outs)?;
+        self.log(&decision);
+        Some(decision)
+    }
+
+    fn in_force(&self) -> (Arc<Rules>, Arc<OptOutList>) {
+        let rules = Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner));
+        let opt_outs = Arc::clone(&self.opt_outs.read().unwrap_or_else(PoisonError::into_inner));
+        (rules, opt_outs)
     }
 
     fn log(&self, decision: &Decision) {
@@ -148,6 +151,20 @@ impl PolicyState {
                 "the opt-out list was not reloaded; the list in force stays"
             ),
         }
+    }
+}
+
+/// What the policy reads of a call: its initial INVITE.
+fn facts(call: &CallInfo) -> Call<'_> {
+    let direction = match call.direction {
+        callvault_b2bua::CallDirection::Inbound => callvault_store::CallDirection::Inbound,
+        callvault_b2bua::CallDirection::Outbound => callvault_store::CallDirection::Outbound,
+    };
+    Call {
+        direction,
+        caller: &call.caller,
+        callee: &call.callee,
+        headers: &call.invite_headers,
     }
 }
 

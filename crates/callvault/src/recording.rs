@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use callvault_b2bua::{CallHook, CallInfo, EndReason, MediaUpdate};
+use callvault_b2bua::{CallHook, CallInfo, EndReason, MediaUpdate, TapChange};
 use callvault_media::{Side, Tap};
 use callvault_recorder::encode::OutputFormat;
 use callvault_recorder::mix::Channels;
@@ -19,6 +19,7 @@ use callvault_store::keys::Keyring;
 use callvault_store::{CallDirection, Store};
 
 use callvault_policy::Action;
+use callvault_sip::Headers;
 
 use crate::config::{self, Config};
 use crate::policy::PolicyState;
@@ -71,9 +72,21 @@ pub(crate) struct RecordingHook {
     recorder: RecorderHandle,
     policy: Arc<PolicyState>,
     early_media: bool,
-    /// The practice-side extension of each call to be recorded, by call id; a
-    /// call not here was excluded.
-    recorded: Mutex<HashMap<u64, Option<String>>>,
+    /// What the policy decided for each call in progress, by call id.
+    calls: Mutex<HashMap<u64, CallState>>,
+}
+
+/// One call as the hook knows it.
+#[derive(Debug)]
+struct CallState {
+    /// Whether the call is recorded now: the policy may change its mind when the
+    /// call is transferred.
+    recorded: bool,
+    /// The practice-side extension, when the policy found one.
+    extension: Option<String>,
+    /// Each side's latest SDP, kept in memory only, so that a recording started
+    /// by a transfer knows the codecs.
+    media: [Option<MediaUpdate>; 2],
 }
 
 impl RecordingHook {
@@ -82,22 +95,21 @@ impl RecordingHook {
             recorder,
             policy,
             early_media: config.storage.early_media,
-            recorded: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
         }
     }
 
-    fn recorded(&self) -> MutexGuard<'_, HashMap<u64, Option<String>>> {
-        // Every change is one insert or remove: a panic leaves the map whole.
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+    fn calls(&self) -> MutexGuard<'_, HashMap<u64, CallState>> {
+        // Every change is to one entry at a time: a panic leaves the map whole.
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The call's extension if it is to be recorded, `None` if it was excluded.
-    fn extension_if_recorded(&self, call: &CallInfo) -> Option<Option<String>> {
-        self.recorded().get(&call.id).cloned()
-    }
-
+    /// Starts the call's recording, if the policy records it.
     fn start(&self, call: &CallInfo) -> Option<Tap> {
-        let extension = self.extension_if_recorded(call)?;
+        let extension = match self.calls().get(&call.id) {
+            Some(state) if state.recorded => state.extension.clone(),
+            _ => return None,
+        };
         let direction = match call.direction {
             callvault_b2bua::CallDirection::Outbound => CallDirection::Outbound,
             callvault_b2bua::CallDirection::Inbound => CallDirection::Inbound,
@@ -110,14 +122,34 @@ impl RecordingHook {
             extension,
         })
     }
+
+    /// A recording begins mid-call: the recorder learns the SDP it missed first.
+    fn start_after_transfer(&self, call: &CallInfo, extension: Option<String>) -> TapChange {
+        let media = {
+            let mut calls = self.calls();
+            let Some(state) = calls.get_mut(&call.id) else {
+                return TapChange::Keep;
+            };
+            state.recorded = true;
+            state.extension = extension;
+            state.media.clone()
+        };
+        for update in media.iter().flatten() {
+            self.recorder.media(call.id, update.side, &update.streams);
+        }
+        self.start(call).map_or(TapChange::Keep, TapChange::Start)
+    }
 }
 
 impl CallHook for RecordingHook {
     fn on_invite(&self, call: &CallInfo) {
         let decision = self.policy.decide(call);
-        if decision.action == Action::Record {
-            self.recorded().insert(call.id, decision.extension);
-        }
+        let state = CallState {
+            recorded: decision.action == Action::Record,
+            extension: decision.extension,
+            media: [None, None],
+        };
+        self.calls().insert(call.id, state);
     }
 
     fn on_answer(&self, call: &CallInfo) -> Option<Tap> {
@@ -132,16 +164,56 @@ impl CallHook for RecordingHook {
         }
     }
 
+    fn on_party_change(&self, call: &CallInfo, request: &Headers) -> TapChange {
+        let Some(decision) = self.policy.decide_again(call, request) else {
+            return TapChange::Keep;
+        };
+        let recorded = self
+            .calls()
+            .get(&call.id)
+            .is_some_and(|state| state.recorded);
+        match (recorded, decision.action) {
+            (true, Action::Exclude) => {
+                if let Some(state) = self.calls().get_mut(&call.id) {
+                    state.recorded = false;
+                }
+                self.recorder.end(call.id, MOVED_TO_EXCLUDED);
+                TapChange::Stop
+            }
+            (false, Action::Record) => self.start_after_transfer(call, decision.extension),
+            _ => TapChange::Keep,
+        }
+    }
+
     fn on_media(&self, call: &CallInfo, update: &MediaUpdate) {
-        if self.extension_if_recorded(call).is_some() {
+        let recorded = {
+            let mut calls = self.calls();
+            let Some(state) = calls.get_mut(&call.id) else {
+                return;
+            };
+            state.media[side_index(update.side)] = Some(update.clone());
+            state.recorded
+        };
+        if recorded {
             self.recorder.media(call.id, update.side, &update.streams);
         }
     }
 
     fn on_end(&self, call: &CallInfo, reason: EndReason) {
-        if self.recorded().remove(&call.id).is_some() {
+        let state = self.calls().remove(&call.id);
+        if state.is_some_and(|state| state.recorded) {
             self.recorder.end(call.id, &describe(reason));
         }
+    }
+}
+
+/// Why a recording ended before its call did.
+const MOVED_TO_EXCLUDED: &str = "the call moved to a party the policy does not record";
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Pbx => 0,
+        Side::Trunk => 1,
     }
 }
 

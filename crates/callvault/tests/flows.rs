@@ -709,3 +709,51 @@ fn crossing_byes_are_both_answered() {
         assert_both_succeed(&flow, &outcomes);
     }
 }
+
+#[test]
+fn a_call_transferred_to_a_personal_extension_is_not_recorded_while_it_is_there() {
+    let flow = Flow::start_with("transfer-personal", |config| {
+        config.extra = "[policy]\npersonal_extensions = [\"205\"]\n".to_owned();
+    });
+    let c = &flow.config;
+    let uas = Sipp::uas("flows/uas_transfer.xml", c.trunk_peer)
+        .args(&["-set", "rtp", "40000", "-set", "sdpver", "1"])
+        .spawn(&flow.dir);
+    let uac = Sipp::uac("flows/uac_transfer.xml", c.pbx_peer, c.pbx_listen)
+        .args(&[
+            "-s",
+            "07700900123",
+            "-set",
+            "caller",
+            "201",
+            "-set",
+            "target",
+            "205",
+        ])
+        .args(&["-set", "rtp", "40002", "-set", "sdpver", "1"])
+        .run(&flow.dir);
+    assert_both_succeed(&flow, &(uac, uas.wait()));
+
+    // Business, then 1.5 s on the personal line, then business again: two
+    // recordings with the personal part in neither.
+    let mut recordings = finished_recordings(&flow, 2);
+    recordings.sort_by_key(|metadata| metadata.start_ms);
+    let (before, after) = (&recordings[0], &recordings[1]);
+    assert_eq!(
+        before.end_reason.as_deref(),
+        Some("the call moved to a party the policy does not record")
+    );
+    assert_eq!(after.end_reason.as_deref(), Some("BYE from the practice"));
+    for metadata in [before, after] {
+        let seconds = recorded_seconds(metadata);
+        assert!((1.3..2.5).contains(&seconds), "recorded {seconds} s");
+        assert_eq!(metadata.extension.as_deref(), Some("201"));
+    }
+    let personal_ms = after.start_ms - before.end_ms.expect("an end");
+    assert!(
+        (1200..2500).contains(&personal_ms),
+        "{personal_ms} ms unrecorded"
+    );
+    let log = flow.callvault.output();
+    assert!(log.contains("rule=\"personal_extension\""), "{log}");
+}

@@ -49,6 +49,26 @@ pub(crate) fn outbound_identity(
     found.filter(|identity| !identity.is_empty())
 }
 
+/// Who an in-dialog request from the PBX says the practice-side party now is:
+/// the target of a REFER (a transfer), then the configured header and
+/// P-Asserted-Identity in the configured order. Empty when it names nobody.
+pub(crate) fn in_dialog_identities(
+    headers: &Headers,
+    header_name: Option<&str>,
+    order: &[IdentitySource],
+) -> Vec<String> {
+    let refer_to = headers.get("Refer-To").and_then(identity_in);
+    let named = order.iter().filter_map(|&source| match source {
+        IdentitySource::Header | IdentitySource::PAssertedIdentity => {
+            outbound_identity(source, headers, header_name, "")
+        }
+        // From and the Request-URI of an in-dialog request name the dialog, not
+        // a new party.
+        IdentitySource::From | IdentitySource::Ddi => None,
+    });
+    refer_to.into_iter().chain(named).collect()
+}
+
 /// The user part or number of a header value that is a name-addr, a bare URI or
 /// a bare extension (`205`).
 fn identity_in(value: &str) -> Option<String> {

@@ -8,7 +8,7 @@ use callvault_store::opt_out::OptOutList;
 use callvault_store::CallDirection;
 use serde::Deserialize;
 
-use crate::identity::{outbound_identity, IdentitySource};
+use crate::identity::{in_dialog_identities, outbound_identity, IdentitySource};
 
 /// Whether a call is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -125,7 +125,31 @@ pub struct Decision {
 impl Rules {
     /// Decides whether `call` is recorded, and by which rule.
     pub fn decide(&self, call: &Call<'_>, opt_outs: &OptOutList) -> Decision {
-        let practice = self.practice_party(call);
+        self.apply(self.practice_party(call), call, opt_outs)
+    }
+
+    /// Decides again when an in-dialog request from the PBX (`request`: a REFER,
+    /// or a re-INVITE or UPDATE) names a new practice-side party for `call`, as a
+    /// transfer does. `None` when it names nobody: the decision in force stands.
+    ///
+    /// Only requests the PBX sent may be given here; the trunk is never trusted
+    /// to say who the practice-side party is.
+    pub fn decide_again(
+        &self,
+        call: &Call<'_>,
+        request: &Headers,
+        opt_outs: &OptOutList,
+    ) -> Option<Decision> {
+        let header = self.identity_header.as_deref();
+        let identities = in_dialog_identities(request, header, &self.identity_order);
+        if identities.is_empty() {
+            return None;
+        }
+        Some(self.apply(Practice::from_identities(identities), call, opt_outs))
+    }
+
+    /// The rules, in order, for a call whose practice side is known.
+    fn apply(&self, practice: Practice, call: &Call<'_>, opt_outs: &OptOutList) -> Decision {
         let external = normalise(external_party(call), DEFAULT_COUNTRY).ok();
         let decide = |action, rule| Decision {
             action,
@@ -192,14 +216,7 @@ impl Rules {
             .iter()
             .filter_map(|&source| outbound_identity(source, call.headers, header, call.caller))
             .collect();
-        let numbers = identities
-            .iter()
-            .filter_map(|identity| normalise(identity, DEFAULT_COUNTRY).ok())
-            .collect();
-        Practice {
-            extension: identities.into_iter().next(),
-            numbers,
-        }
+        Practice::from_identities(identities)
     }
 }
 
@@ -207,6 +224,21 @@ impl Rules {
 struct Practice {
     extension: Option<String>,
     numbers: Vec<E164>,
+}
+
+impl Practice {
+    /// The first identity is the extension; every full number among them counts
+    /// against the personal DDIs.
+    fn from_identities(identities: Vec<String>) -> Self {
+        let numbers = identities
+            .iter()
+            .filter_map(|identity| normalise(identity, DEFAULT_COUNTRY).ok())
+            .collect();
+        Self {
+            extension: identities.into_iter().next(),
+            numbers,
+        }
+    }
 }
 
 /// The external party: the caller of an inbound call, the callee otherwise.

@@ -223,3 +223,51 @@ fn an_anonymous_caller_is_recorded_and_has_no_number() {
     assert_eq!(decision.action, Action::Record);
     assert_eq!(decision.external, None);
 }
+
+#[test]
+fn a_transfer_to_a_personal_extension_is_decided_again_and_excluded() {
+    let rules = rules();
+    let none = headers(&[]);
+    let call = inbound("07700900123", "01632960123", &none);
+    let refer = headers(&[("Refer-To", "<sip:205@pbx.example>")]);
+    let decision = rules.decide_again(&call, &refer, &no_opt_outs()).unwrap();
+    assert_eq!(
+        (decision.action, decision.rule),
+        (Action::Exclude, Rule::PersonalExtension)
+    );
+
+    let connected_line = headers(&[("P-Asserted-Identity", "\"Reception\" <sip:201@pbx>")]);
+    let decision = rules
+        .decide_again(&call, &connected_line, &no_opt_outs())
+        .unwrap();
+    assert_eq!(decision.action, Action::Record);
+    assert_eq!(decision.extension.as_deref(), Some("201"));
+}
+
+#[test]
+fn a_request_naming_nobody_leaves_the_decision_in_force() {
+    let none = headers(&[]);
+    let call = outbound("201", "07700900123", &none);
+    let plain_reinvite = headers(&[
+        ("From", "<sip:201@pbx>;tag=1"),
+        ("Contact", "<sip:201@pbx>"),
+    ]);
+    assert_eq!(
+        rules().decide_again(&call, &plain_reinvite, &no_opt_outs()),
+        None
+    );
+}
+
+#[test]
+fn an_opt_out_still_holds_after_a_transfer_to_a_business_line() {
+    let mut opt_outs = OptOutList::default();
+    opt_outs.add(number("07700900123"), 0);
+    let none = headers(&[]);
+    let call = inbound("07700900123", "01632960123", &none);
+    let refer = headers(&[("Refer-To", "<sip:201@pbx>")]);
+    let decision = rules().decide_again(&call, &refer, &opt_outs).unwrap();
+    assert_eq!(
+        (decision.action, decision.rule),
+        (Action::Exclude, Rule::OptOut)
+    );
+}
