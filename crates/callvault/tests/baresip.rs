@@ -39,24 +39,55 @@ const MAX_ECHO_CORRELATION: f64 = 0.5;
 #[test]
 fn speech_crosses_callvault_both_ways_between_two_baresip_phones() {
     let dir = TempDir::new("baresip");
+    let config = TestConfig::on_free_ports(&dir);
+    let _callvault = talk_both_ways(&dir, &config);
+}
+
+/// The practice's policy: a call on a personal line is carried as any other,
+/// and nothing of it is kept.
+#[test]
+fn a_personal_line_call_between_baresip_phones_is_heard_both_ways_and_not_recorded() {
+    let dir = TempDir::new("baresip-personal");
+    let mut config = TestConfig::on_free_ports(&dir);
+    config.extra = "[policy]\npersonal_extensions = [\"205\"]\n".to_owned();
+    let mut callvault = talk_both_ways(&dir, &config);
+    callvault.wait_for_log("call ended", Duration::from_secs(10));
+    let log = callvault.output();
+    assert!(log.contains("call excluded from recording"), "{log}");
+    assert!(
+        log.contains("tapped: 0") && !log.contains("recording started"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(CALLEE) && !log.contains("7700900123"),
+        "{log}"
+    );
+    let recordings = config.data_dir.join("recordings");
+    let files: Vec<_> = std::fs::read_dir(recordings).map_or(Vec::new(), |d| d.collect());
+    assert!(files.is_empty(), "{files:?}");
+}
+
+/// Puts a call from the PBX phone (extension 205) to the trunk phone through a
+/// callvault with `config`, each phone speaking a sentence; asserts each heard
+/// the other's and not its own. Returns the callvault, still running.
+fn talk_both_ways(dir: &TempDir, config: &TestConfig) -> Callvault {
     let pbx_speech = Speech::generate(
-        &dir,
+        dir,
         "pbx",
         "The surgery opens at eight in the morning on weekdays.",
         LEAD,
     );
     let trunk_speech = Speech::generate(
-        &dir,
+        dir,
         "trunk",
         "Please bring your repeat prescription form with you.",
         LEAD,
     );
-    let config = TestConfig::on_free_ports(&dir);
-    let _callvault = Callvault::start(&config, &dir);
+    let callvault = Callvault::start(config, dir);
     let mut trunk = Phone::new("trunk", config.trunk_peer, CALLEE, &trunk_speech.path)
         .auto_answer()
-        .spawn(&dir);
-    let mut pbx = Phone::new("pbx", config.pbx_peer, "205", &pbx_speech.path).spawn(&dir);
+        .spawn(dir);
+    let mut pbx = Phone::new("pbx", config.pbx_peer, "205", &pbx_speech.path).spawn(dir);
 
     pbx.dial(&format!("sip:{CALLEE}@{}", config.pbx_listen));
     let needed = pbx_speech.voiced.end.max(trunk_speech.voiced.end) + 2 * SAMPLE_RATE;
@@ -69,6 +100,7 @@ fn speech_crosses_callvault_both_ways_between_two_baresip_phones() {
     assert_heard("trunk to PBX", &trunk_speech, &heard_by_pbx);
     assert_no_echo("PBX", &pbx_speech, &heard_by_pbx);
     assert_no_echo("trunk", &trunk_speech, &heard_by_trunk);
+    callvault
 }
 
 /// Waits until each phone has recorded `samples` from the other.
