@@ -82,11 +82,9 @@ fn change(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut list = OptOutList::load(&path)?;
-    if !edit(&mut list) {
+    if !OptOutList::update(&path, edit)? {
         return Ok(false);
     }
-    list.save(&path)?;
     crate::keys::audit(config, operator, action, number.as_str(), reason)?;
     Ok(true)
 }

@@ -81,6 +81,32 @@ impl OptOutList {
         Ok(Self { numbers })
     }
 
+    /// Reads the list at `path`, applies `edit`, and writes it back if `edit`
+    /// changed it (returned `true`), all under an exclusive lock, so that two
+    /// staff commands at once cannot lose each other's change.
+    pub fn update(
+        path: &Path,
+        edit: impl FnOnce(&mut OptOutList) -> bool,
+    ) -> Result<bool, OptOutError> {
+        let lock_path = path.with_extension("json.lock");
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| io_error("creating", &lock_path, source))?;
+        lock.lock()
+            .map_err(|source| io_error("locking", &lock_path, source))?;
+        let mut list = Self::load(path)?;
+        let changed = edit(&mut list);
+        if changed {
+            list.save(path)?;
+        }
+        // The lock goes with the file handle.
+        Ok(changed)
+    }
+
     /// Writes the list to `path` in one rename, with mode 0600.
     pub fn save(&self, path: &Path) -> Result<(), OptOutError> {
         let document = Document {
