@@ -14,12 +14,14 @@
 //! - [`mix`]: both directions aligned in time, stereo or mono.
 //! - [`wav`]: a streaming WAV writer.
 //! - [`encode`]: the recording as a stream of Ogg Opus or WAV bytes.
+//! - [`announcement`]: the recording announcement as RTP packets in a call's codec.
 //!
 //! [`Recorder`] runs them: one task per recorded call, fed by the B2BUA's tap and
 //! writing through the store's encrypted writer, on threads of its own; and, when
 //! recordings are kept as Ogg Opus, a low-priority thread that compresses each
 //! call's live WAV once the call is over (`transcode.rs`).
 
+pub mod announcement;
 pub mod codec;
 pub mod encode;
 pub mod formats;
