@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use callvault_b2bua::CallInfo;
 use callvault_policy::{mask_number, Action, Call, Decision, Rule, Rules};
 use callvault_sip::Headers;
+use callvault_store::number::E164;
 use callvault_store::opt_out::OptOutList;
 use tracing::{debug, info, warn};
 
@@ -87,13 +88,14 @@ impl PolicyState {
     }
 
     fn log(&self, decision: &Decision) {
-        let external = decision
-            .external
-            .as_ref()
-            .map(|number| match self.show_numbers {
-                true => number.to_string(),
-                false => mask_number(number.as_str()),
-            });
+        let shown = |number: &E164| {
+            if self.show_numbers {
+                number.to_string()
+            } else {
+                mask_number(number.as_str())
+            }
+        };
+        let external = decision.external.as_ref().map(shown);
         let rule = decision.rule.as_str();
         let extension = decision.extension.as_deref();
         match decision.action {
