@@ -111,6 +111,11 @@ impl Route {
         (admission, endpoints[from.other().index()].destination())
     }
 
+    /// Where packets for `side` go now: where it was latched, else its SDP's address.
+    pub(crate) fn destination(&self, side: Side) -> Option<SocketAddr> {
+        self.lock()[side.index()].destination()
+    }
+
     /// Sets the address SDP gave for `side`; a change forgets the latched one.
     pub(crate) fn retarget(&self, side: Side, signalled: Option<SocketAddr>) {
         self.lock()[side.index()].retarget(signalled);
@@ -217,8 +222,11 @@ impl Relay {
         if self.component == Component::Rtp {
             self.session.mark_activity(self.from, arrival);
         }
+        let joined = self.session.joined.load(Ordering::Relaxed);
         match destination {
-            Some(destination) => self.send(packet, destination).await,
+            Some(destination) if joined => self.send(packet, destination).await,
+            // Held apart for the announcement: not a loss, so not counted as one.
+            Some(_) => {}
             None => self.discard(DropReason::NoDestination, source, packet.len()),
         }
         if protocol == StreamProtocol::Rtp {

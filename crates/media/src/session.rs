@@ -45,6 +45,8 @@ pub struct MediaSession {
 struct Stream {
     state: Arc<StreamState>,
     rtp_ports: [u16; 2],
+    /// The RTP socket facing each side, for what callvault itself sends.
+    rtp_sockets: [Arc<MediaSocket>; 2],
     signalled: Mutex<[Signalled; 2]>,
 }
 
@@ -92,6 +94,7 @@ impl MediaSession {
             tap_drops: AtomicU64::new(0),
             tapped: AtomicU64::new(0),
             tap: RwLock::new(None),
+            joined: AtomicBool::new(true),
             activity: Activity::new(timeout),
         };
         Self {
@@ -145,6 +148,35 @@ impl MediaSession {
         if let Some(stream) = self.streams.get(stream) {
             stream.state.set_protocol(protocol);
         }
+    }
+
+    /// Holds the parties apart (`false`) or joins them (`true`, the default).
+    ///
+    /// Apart, each side's packets are still received, latched and mirrored to the
+    /// tap, but not sent on: while callvault plays the recording announcement to
+    /// the external party, neither hears the other.
+    pub fn set_joined(&self, joined: bool) {
+        self.shared.joined.store(joined, Ordering::Relaxed);
+    }
+
+    /// Sends an RTP packet of callvault's own (the announcement) to `to` on
+    /// `stream`, from the socket `to` sends its RTP to, and mirrors it to the tap
+    /// as coming from the other side. `false` when `to` has no address yet or the
+    /// send failed.
+    pub async fn send_own_rtp(&self, to: Side, stream: usize, packet: &[u8]) -> bool {
+        let Some(bound) = self.streams.get(stream) else {
+            return false;
+        };
+        let Some(destination) = bound.state.rtp.destination(to) else {
+            return false;
+        };
+        let socket = &bound.rtp_sockets[to.index()].socket;
+        let sent = socket.send_to(packet, destination).await.is_ok();
+        if sent {
+            self.shared
+                .mirror(to.other(), stream, false, Instant::now(), packet);
+        }
+        sent
     }
 
     /// Starts, replaces or (with `None`) stops mirroring packets to a tap.
@@ -230,6 +262,7 @@ impl MediaSession {
         Stream {
             state,
             rtp_ports: [pairs[0].rtp_port, pairs[1].rtp_port],
+            rtp_sockets: [Arc::clone(&pairs[0].rtp), Arc::clone(&pairs[1].rtp)],
             signalled: Mutex::default(),
         }
     }
@@ -308,6 +341,8 @@ pub(crate) struct SessionShared {
     tapped: AtomicU64,
     tap: RwLock<Option<Tap>>,
     activity: Activity,
+    /// Whether each side's packets are sent on to the other.
+    pub(crate) joined: AtomicBool,
 }
 
 impl SessionShared {

@@ -502,3 +502,76 @@ async fn unbindable_address_is_a_bind_error() {
     let error = session.ensure_streams(1).await.unwrap_err();
     assert!(matches!(error, MediaError::Bind { .. }));
 }
+
+#[tokio::test]
+async fn parties_held_apart_hear_only_what_callvault_sends_and_the_tap_has_it_all() {
+    let call = call(23100).await;
+    let (tap, mut receiver) = tap(16);
+    call.session.set_tap(Some(tap));
+    let (pbx_relay, trunk_relay) = (
+        relay_rtp(&call.session, Side::Pbx),
+        relay_rtp(&call.session, Side::Trunk),
+    );
+    call.session.set_joined(false);
+
+    // The announcement reaches the trunk from the socket it sends its RTP to.
+    assert!(
+        call.session
+            .send_own_rtp(Side::Trunk, 0, &rtp(7, b"calls are recorded"))
+            .await
+    );
+    let (received, source) = receive(&call.trunk).await;
+    assert_eq!(
+        (received, source),
+        (rtp(7, b"calls are recorded"), trunk_relay)
+    );
+    // The parties' own audio is not passed on while they are apart...
+    call.pbx
+        .send_to(&rtp(1, b"staff"), pbx_relay)
+        .await
+        .unwrap();
+    call.trunk
+        .send_to(&rtp(2, b"caller"), trunk_relay)
+        .await
+        .unwrap();
+    assert_nothing_arrives(&call.trunk).await;
+    assert_nothing_arrives(&call.pbx).await;
+    // ...and nothing was counted lost for it.
+    assert_eq!(call.session.stats().drops.no_destination, 0);
+
+    call.session.set_joined(true);
+    call.pbx
+        .send_to(&rtp(3, b"joined"), pbx_relay)
+        .await
+        .unwrap();
+    assert_eq!(receive(&call.trunk).await.0, rtp(3, b"joined"));
+
+    // The recorder heard the announcement as the practice side, then everything.
+    let mut copies = Vec::new();
+    for _ in 0..4 {
+        copies.push(receiver.recv().await.unwrap());
+    }
+    assert_eq!(
+        (copies[0].from, &copies[0].data[..]),
+        (Side::Pbx, &rtp(7, b"calls are recorded")[..])
+    );
+    let rest: Vec<_> = copies[1..].iter().map(|copy| copy.from).collect();
+    assert_eq!(rest, [Side::Pbx, Side::Trunk, Side::Pbx]);
+}
+
+#[tokio::test]
+async fn own_rtp_needs_an_address_to_go_to() {
+    let engine = engine(23200);
+    let mut session = engine.open_session(LOCALHOST, LOCALHOST).await.unwrap();
+    session.ensure_streams(1).await.unwrap();
+    assert!(
+        !session
+            .send_own_rtp(Side::Trunk, 0, &rtp(1, b"nobody"))
+            .await
+    );
+    assert!(
+        !session
+            .send_own_rtp(Side::Trunk, 3, &rtp(1, b"no stream"))
+            .await
+    );
+}
