@@ -92,6 +92,14 @@ pub trait CallHook: Send + Sync + 'static {
         None
     }
 
+    /// The recording announcement for an answered outbound call whose recording
+    /// has started: RTP packets to send to the trunk side, one every 20 ms, while
+    /// the parties are held apart. `None` plays nothing.
+    fn announcement(&self, call: &CallInfo) -> Option<Vec<Vec<u8>>> {
+        let _ = call;
+        None
+    }
+
     /// An in-dialog request from the PBX (a REFER, a re-INVITE or an UPDATE) may
     /// name a new practice-side party, as a transfer does; the recording policy
     /// decides again. Never called for requests from the trunk.

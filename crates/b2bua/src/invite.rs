@@ -6,11 +6,11 @@ use std::time::Instant;
 use callvault_media::Side;
 use callvault_sip::dialog::Dialog;
 use callvault_sip::{Method, Request, Response};
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument as _};
 
 use crate::call::{CallRef, InviteMap, Phase, Unacked};
 use crate::core::{Core, Purpose, TransactionRef};
-use crate::hook::EndReason;
+use crate::hook::{CallDirection, EndReason};
 use crate::rewrite::{copy_end_to_end, has_sdp, new_call_id, new_tag};
 
 impl Core {
@@ -256,6 +256,28 @@ impl Core {
             }
         }
         self.relay_to_caller(id, server, response).await;
+        // After the relay: the trunk's answer SDP, and so its codec, is known now.
+        self.announce(id);
+    }
+
+    /// Plays the recording announcement to the external party of a recorded
+    /// outbound call, holding the parties apart until it ends.
+    fn announce(&mut self, id: CallRef) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.info.direction != CallDirection::Outbound || !call.tapped {
+            return;
+        }
+        let Some(packets) = self.hook.announcement(&call.info) else {
+            return;
+        };
+        let media = call.media.own_media();
+        media.set_joined(false);
+        call.span
+            .in_scope(|| info!(packets = packets.len(), "announcement playing"));
+        let task = play_announcement(media, packets).instrument(call.span.clone());
+        tokio::spawn(task);
     }
 
     /// A provisional response carries SDP: early media (RFC 3960) may flow, and the
@@ -408,4 +430,20 @@ fn cancel_for(invite: &Request) -> Request {
         headers,
         body: bytes::Bytes::new(),
     }
+}
+
+/// Sends one packet every 20 ms to the trunk side, then joins the parties.
+///
+/// A call that ends meanwhile only makes the last sends go nowhere: the task
+/// holds the sockets for the announcement's length at most.
+async fn play_announcement(media: callvault_media::OwnMedia, packets: Vec<Vec<u8>>) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(20));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for packet in &packets {
+        ticker.tick().await;
+        media.send_rtp(Side::Trunk, 0, packet).await;
+    }
+    ticker.tick().await;
+    media.set_joined(true);
+    info!("announcement played; parties joined");
 }

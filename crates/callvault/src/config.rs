@@ -307,6 +307,8 @@ pub(crate) struct Policy {
     pub(crate) default: Action,
     /// The patient opt-out list; `<data_dir>/opt-out.json` when absent.
     pub(crate) opt_out_file: Option<PathBuf>,
+    /// A WAV file played to the external party of each recorded outbound call.
+    pub(crate) announcement: Option<PathBuf>,
 }
 
 impl Default for Policy {
@@ -320,6 +322,7 @@ impl Default for Policy {
             directions: DirectionRules::default(),
             default: Action::Record,
             opt_out_file: None,
+            announcement: None,
         }
     }
 }

@@ -18,8 +18,12 @@ use callvault_store::file::WriterOptions;
 use callvault_store::keys::Keyring;
 use callvault_store::{CallDirection, Store};
 
+use anyhow::Context as _;
 use callvault_policy::Action;
+use callvault_recorder::announcement::{Announcement, RtpStream};
+use callvault_recorder::formats::SideMedia;
 use callvault_sip::Headers;
+use tracing::warn;
 
 use crate::config::{self, Config};
 use crate::policy::PolicyState;
@@ -72,6 +76,8 @@ pub(crate) struct RecordingHook {
     recorder: RecorderHandle,
     policy: Arc<PolicyState>,
     early_media: bool,
+    /// Played to the external party of each recorded outbound call, if set.
+    announcement: Option<Announcement>,
     /// What the policy decided for each call in progress, by call id.
     calls: Mutex<HashMap<u64, CallState>>,
 }
@@ -90,12 +96,48 @@ struct CallState {
 }
 
 impl RecordingHook {
-    pub(crate) fn new(recorder: RecorderHandle, policy: Arc<PolicyState>, config: &Config) -> Self {
-        Self {
+    /// The hook; reads the announcement's WAV file, if one is configured.
+    pub(crate) fn new(
+        recorder: RecorderHandle,
+        policy: Arc<PolicyState>,
+        config: &Config,
+    ) -> anyhow::Result<Self> {
+        let announcement = match &config.policy.announcement {
+            Some(path) => Some(Announcement::load(path).context("policy.announcement")?),
+            None => None,
+        };
+        Ok(Self {
             recorder,
             policy,
             early_media: config.storage.early_media,
+            announcement,
             calls: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The announcement in the codec the trunk side answered with.
+    fn announcement_for(
+        &self,
+        announcement: &Announcement,
+        trunk: &MediaUpdate,
+    ) -> Option<Vec<Vec<u8>>> {
+        let (payload_type, format) =
+            SideMedia::from_sdp(&trunk.streams).preferred_payload_type()?;
+        let stream = RtpStream {
+            encoding: format.encoding,
+            clock_rate: format.clock_rate,
+            payload_type,
+            // RFC 3550 §5.1: random initial values, and an SSRC of our own.
+            ssrc: rand::random(),
+            first_sequence: rand::random(),
+            first_timestamp: rand::random(),
+        };
+        match announcement.packets(&stream) {
+            Ok(packets) => Some(packets),
+            Err(error) => {
+                warn!(%error, "the announcement cannot be played in this call's codec");
+                None
+            }
         }
     }
 
@@ -162,6 +204,16 @@ impl CallHook for RecordingHook {
         } else {
             None
         }
+    }
+
+    fn announcement(&self, call: &CallInfo) -> Option<Vec<Vec<u8>>> {
+        let announcement = self.announcement.as_ref()?;
+        let trunk = {
+            let calls = self.calls();
+            let state = calls.get(&call.id).filter(|state| state.recorded)?;
+            state.media[side_index(Side::Trunk)].clone()?
+        };
+        self.announcement_for(announcement, &trunk)
     }
 
     fn on_party_change(&self, call: &CallInfo, request: &Headers) -> TapChange {

@@ -61,11 +61,8 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     let opt_out_watch = tokio::spawn(watch_opt_outs(Arc::clone(&policy)));
 
     let recorder = start_recorder(&config, store, keyring).context("cannot start the recorder")?;
-    let hook = Arc::new(RecordingHook::new(
-        recorder.handle(),
-        Arc::clone(&policy),
-        &config,
-    ));
+    let hook = RecordingHook::new(recorder.handle(), Arc::clone(&policy), &config)?;
+    let hook = Arc::new(hook);
 
     log_started(&b2bua);
     let outcome = callvault_b2bua::serve(b2bua, hook, async {

@@ -880,3 +880,76 @@ mod analysis {
         assert!(level < -60.0, "a 6 kHz tone comes through at {level:.1} dB");
     }
 }
+
+/// What the announcement says.
+const ANNOUNCEMENT: &str = "Calls to the surgery are recorded for training and quality purposes.";
+
+/// The announcement as an 8 kHz mono 16-bit WAV file with no silence around it.
+fn announcement_file(dir: &TempDir) -> (std::path::PathBuf, Vec<f64>) {
+    let spoken = dir.path().join("announcement-espeak.wav");
+    let path = dir.path().join("announcement.wav");
+    let espeak = Command::new(tool("espeak-ng", "espeak-ng"))
+        .arg("-w")
+        .arg(&spoken)
+        .arg(ANNOUNCEMENT)
+        .status()
+        .expect("espeak-ng runs");
+    assert!(espeak.success());
+    let sox = Command::new(tool("sox", "sox"))
+        .arg(&spoken)
+        .args(["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+        .arg(&path)
+        .args(["gain", "-n", "-3"])
+        .status()
+        .expect("sox runs");
+    assert!(sox.success());
+    let samples = Wav::read(&path).channel_at_8khz(0);
+    (path, samples)
+}
+
+#[test]
+fn the_announcement_is_heard_by_the_external_party_first_and_is_in_the_recording() {
+    let dir = TempDir::new("recording-announcement");
+    let (path, announcement) = announcement_file(&dir);
+    let announcement_seconds = seconds(announcement.len());
+    // The PBX phone speaks once the announcement is over: until then the parties
+    // are held apart and would not hear each other.
+    let pbx_lead = Duration::from_secs_f64(announcement_seconds + 1.5);
+    let pbx = Speech::generate(&dir, "pbx", PBX_SENTENCE, pbx_lead);
+    let trunk = Speech::generate(&dir, "trunk", TRUNK_SENTENCE, LEAD);
+    let mut config = TestConfig::on_free_ports(&dir);
+    config.format = Some("wav".to_owned());
+    config.extra = format!("[policy]\nannouncement = \"{}\"\n", path.display());
+
+    let call = Call::dial(&dir, &config, Codec::Pcmu, &pbx, &trunk);
+    let answered = call.wait_for_audio();
+    let heard = pbx.end_seconds().max(trunk.end_seconds()) + AFTER_SPEECH_SECONDS;
+    call.wait_until_heard(answered, heard);
+    let heard_by_trunk = call
+        .trunk
+        .received_recording()
+        .expect("the trunk phone heard the call");
+    let recording = call.finish(&config);
+
+    let heard_by_trunk = Wav::read(&heard_by_trunk).channel_at_8khz(0);
+    let found = Alignment::find(&announcement, &heard_by_trunk).expect("room for the announcement");
+    eprintln!("announcement heard by the external party: {found:?}");
+    assert!(found.windowed_correlation >= 0.9, "{found:?}");
+    assert!(
+        seconds(found.offset) < 1.5,
+        "it plays at the answer: {found:?}"
+    );
+    let after = Alignment::find(pbx.voiced(), &heard_by_trunk).expect("room for the speech");
+    assert!(
+        after.windowed_correlation >= 0.9,
+        "the practice is heard after it: {after:?}"
+    );
+
+    assert_complete(&recording.metadata, "audio/wav");
+    let wav = stereo_wav(&recording, 8000);
+    let right = wav.channel_at_8khz(RIGHT);
+    let recorded = Alignment::find(&announcement, &right).expect("room in the recording");
+    eprintln!("announcement in the recording's practice channel: {recorded:?}");
+    assert!(recorded.windowed_correlation >= 0.9, "{recorded:?}");
+    assert!(seconds(recorded.offset) < 1.0, "{recorded:?}");
+}

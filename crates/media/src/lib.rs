@@ -55,7 +55,7 @@ mod tap;
 use std::net::IpAddr;
 
 pub use engine::{MediaEngine, RelayConfig};
-pub use session::{Inactivity, MediaSession, StreamProtocol};
+pub use session::{Inactivity, MediaSession, OwnMedia, StreamProtocol};
 pub use stats::{DirectionStats, Drops, EngineStats, SessionStats};
 pub use tap::{tap, Tap, TapPacket, TapReceiver};
 

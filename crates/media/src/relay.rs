@@ -229,7 +229,10 @@ impl Relay {
             Some(_) => {}
             None => self.discard(DropReason::NoDestination, source, packet.len()),
         }
-        if protocol == StreamProtocol::Rtp {
+        // While the parties are apart, the announcement speaks for the practice
+        // side in the recording; what the PBX's phone sends meanwhile nobody hears.
+        let heard = joined || self.from == Side::Trunk;
+        if protocol == StreamProtocol::Rtp && heard {
             let rtcp = self.component == Component::Rtcp;
             self.session
                 .mirror(self.from, self.stream, rtcp, arrival, packet);

@@ -40,6 +40,45 @@ pub struct MediaSession {
     tasks: Vec<AbortHandle>,
 }
 
+/// What callvault sends on a session itself: the recording announcement.
+///
+/// Holding one keeps the session's sockets open; a task playing an announcement
+/// holds it for the announcement's length at most.
+#[derive(Debug, Clone)]
+pub struct OwnMedia {
+    shared: Arc<SessionShared>,
+    streams: Vec<(Arc<StreamState>, [Arc<MediaSocket>; 2])>,
+}
+
+impl OwnMedia {
+    /// See [`MediaSession::set_joined`].
+    pub fn set_joined(&self, joined: bool) {
+        self.shared.joined.store(joined, Ordering::Relaxed);
+    }
+
+    /// Sends `packet` to `to` on `stream`, from the socket `to` sends its RTP to,
+    /// and mirrors it to the tap as coming from the other side. `false` when `to`
+    /// has no address yet or the send failed.
+    pub async fn send_rtp(&self, to: Side, stream: usize, packet: &[u8]) -> bool {
+        let Some((state, sockets)) = self.streams.get(stream) else {
+            return false;
+        };
+        let Some(destination) = state.rtp.destination(to) else {
+            return false;
+        };
+        let sent = sockets[to.index()]
+            .socket
+            .send_to(packet, destination)
+            .await
+            .is_ok();
+        if sent {
+            self.shared
+                .mirror(to.other(), stream, false, Instant::now(), packet);
+        }
+        sent
+    }
+}
+
 /// The sockets of one stream and what each side's SDP said about it.
 #[derive(Debug)]
 struct Stream {
@@ -156,27 +195,26 @@ impl MediaSession {
     /// tap, but not sent on: while callvault plays the recording announcement to
     /// the external party, neither hears the other.
     pub fn set_joined(&self, joined: bool) {
-        self.shared.joined.store(joined, Ordering::Relaxed);
+        self.own_media().set_joined(joined);
     }
 
-    /// Sends an RTP packet of callvault's own (the announcement) to `to` on
-    /// `stream`, from the socket `to` sends its RTP to, and mirrors it to the tap
-    /// as coming from the other side. `false` when `to` has no address yet or the
-    /// send failed.
+    /// Sends an RTP packet of callvault's own; see [`OwnMedia::send_rtp`].
     pub async fn send_own_rtp(&self, to: Side, stream: usize, packet: &[u8]) -> bool {
-        let Some(bound) = self.streams.get(stream) else {
-            return false;
-        };
-        let Some(destination) = bound.state.rtp.destination(to) else {
-            return false;
-        };
-        let socket = &bound.rtp_sockets[to.index()].socket;
-        let sent = socket.send_to(packet, destination).await.is_ok();
-        if sent {
-            self.shared
-                .mirror(to.other(), stream, false, Instant::now(), packet);
+        self.own_media().send_rtp(to, stream, packet).await
+    }
+
+    /// A handle for what callvault itself sends on this session, which a task
+    /// pacing an announcement can own. It keeps the streams bound now.
+    pub fn own_media(&self) -> OwnMedia {
+        let streams = self
+            .streams
+            .iter()
+            .map(|stream| (Arc::clone(&stream.state), stream.rtp_sockets.clone()))
+            .collect();
+        OwnMedia {
+            shared: Arc::clone(&self.shared),
+            streams,
         }
-        sent
     }
 
     /// Starts, replaces or (with `None`) stops mirroring packets to a tap.

@@ -95,13 +95,20 @@ impl SideMedia {
 
     /// The codec this side prefers: the first audio format of its `m=` line.
     pub fn preferred(&self) -> Option<PayloadFormat> {
+        self.preferred_payload_type().map(|(_, format)| format)
+    }
+
+    /// The payload type of the codec this side prefers, and the codec.
+    pub fn preferred_payload_type(&self) -> Option<(u8, PayloadFormat)> {
         self.order
             .iter()
             .filter_map(|&payload_type| {
-                self.format(payload_type)
-                    .or_else(|| static_format(payload_type))
+                let format = self
+                    .format(payload_type)
+                    .or_else(|| static_format(payload_type))?;
+                Some((payload_type, format))
             })
-            .find(PayloadFormat::is_audio)
+            .find(|(_, format)| format.is_audio())
     }
 }
 
