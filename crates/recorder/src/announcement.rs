@@ -6,9 +6,9 @@
 //! 20 ms, in PCMU, PCMA, G.722 or Opus. It reads the file once and holds no
 //! clock: whoever sends packet `n` sends it at the start plus `n` × 20 ms.
 //!
-//! Not yet joined to the B2BUA: sending the packets on a call's media session,
-//! as early media on inbound calls and before the parties are joined on outbound
-//! ones, is the rest of issue 5.
+//! The B2BUA sends them on recorded outbound calls before joining the parties
+//! (`crates/b2bua/src/invite.rs`); playing them as early media on inbound calls
+//! is not built yet (docs/policy.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
