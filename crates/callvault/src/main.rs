@@ -15,6 +15,7 @@ mod run;
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser as _;
 
 use crate::cli::{Cli, Command, KeysCommand, OptOutCommand};
@@ -87,7 +88,9 @@ fn say(line: &str) {
 
 #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
 fn check_config(source: &Source) -> anyhow::Result<()> {
-    source.load()?;
+    let config = source.load()?;
+    // The files the config names are checked as the daemon would read them.
+    recording::check_announcement(&config).with_context(|| source.to_string())?;
     println!("{source}: ok");
     Ok(())
 }

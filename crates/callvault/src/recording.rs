@@ -102,10 +102,7 @@ impl RecordingHook {
         policy: Arc<PolicyState>,
         config: &Config,
     ) -> anyhow::Result<Self> {
-        let announcement = match &config.policy.announcement {
-            Some(path) => Some(Announcement::load(path).context("policy.announcement")?),
-            None => None,
-        };
+        let announcement = check_announcement(config)?;
         Ok(Self {
             recorder,
             policy,
@@ -256,6 +253,16 @@ impl CallHook for RecordingHook {
         if state.is_some_and(|state| state.recorded) {
             self.recorder.end(call.id, &describe(reason));
         }
+    }
+}
+
+/// The configured announcement, read and checked; an error names the key.
+pub(crate) fn check_announcement(config: &Config) -> anyhow::Result<Option<Announcement>> {
+    match &config.policy.announcement {
+        Some(path) => Ok(Some(
+            Announcement::load(path).context("policy.announcement")?,
+        )),
+        None => Ok(None),
     }
 }
 

@@ -435,3 +435,24 @@ fn sighup_reloads_the_policy_and_a_broken_config_keeps_the_rules_in_force() {
     callvault.signal("TERM");
     assert_eq!(callvault.wait_for_exit(STOP_TIMEOUT).code(), Some(0));
 }
+
+#[test]
+fn check_config_reads_the_announcement_and_says_how_to_fix_it() {
+    let dir = TempDir::new("announcement-config");
+    let mut config = TestConfig::on_free_ports(&dir);
+    let wav = dir.write("announcement.wav", "not a wav file");
+    config.extra = format!("[policy]\nannouncement = \"{}\"\n", wav.display());
+    let error = check_config_error(&dir, "announcement.toml", &config.to_toml());
+    assert!(
+        error.contains("policy.announcement") && error.contains("sox"),
+        "{error}"
+    );
+    assert_eq!(error.lines().count(), 1, "{error}");
+
+    config.extra = "[policy]\nannouncement = \"/nonexistent/announcement.wav\"\n".to_owned();
+    let error = check_config_error(&dir, "missing.toml", &config.to_toml());
+    assert!(
+        error.contains("policy.announcement: reading /nonexistent"),
+        "{error}"
+    );
+}
