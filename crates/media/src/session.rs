@@ -51,6 +51,11 @@ pub struct OwnMedia {
 }
 
 impl OwnMedia {
+    /// Whether the call's session is gone (the call ended): send nothing more.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Relaxed)
+    }
+
     /// See [`MediaSession::set_joined`].
     pub fn set_joined(&self, joined: bool) {
         self.shared.joined.store(joined, Ordering::Relaxed);
@@ -134,6 +139,7 @@ impl MediaSession {
             tapped: AtomicU64::new(0),
             tap: RwLock::new(None),
             joined: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
             activity: Activity::new(timeout),
         };
         Self {
@@ -328,6 +334,7 @@ impl MediaSession {
 
 impl Drop for MediaSession {
     fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
         for task in &self.tasks {
             task.abort();
         }
@@ -381,6 +388,8 @@ pub(crate) struct SessionShared {
     activity: Activity,
     /// Whether each side's packets are sent on to the other.
     pub(crate) joined: AtomicBool,
+    /// Set when the session is dropped, for holders of [`OwnMedia`].
+    closed: AtomicBool,
 }
 
 impl SessionShared {

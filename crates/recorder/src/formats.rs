@@ -100,6 +100,11 @@ impl SideMedia {
 
     /// The payload type of the codec this side prefers, and the codec.
     pub fn preferred_payload_type(&self) -> Option<(u8, PayloadFormat)> {
+        self.audio_payload_types().next()
+    }
+
+    /// Every audio codec of the `m=` line with its payload type, in its order.
+    pub fn audio_payload_types(&self) -> impl Iterator<Item = (u8, PayloadFormat)> + '_ {
         self.order
             .iter()
             .filter_map(|&payload_type| {
@@ -108,7 +113,7 @@ impl SideMedia {
                     .or_else(|| static_format(payload_type))?;
                 Some((payload_type, format))
             })
-            .find(|(_, format)| format.is_audio())
+            .filter(|(_, format)| format.is_audio())
     }
 }
 

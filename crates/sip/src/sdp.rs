@@ -206,6 +206,30 @@ impl SessionDescription {
         self.lines = anchored;
     }
 
+    /// Narrows stream `stream` to the payload types in `keep`: its `m=` line lists
+    /// only those (in their order there), and the `a=rtpmap`, `a=fmtp` and
+    /// `a=rtcp-fb` lines of the others go. How an answer that accepts one codec of
+    /// an offer is made (RFC 3264 §6.1).
+    pub fn keep_formats(&mut self, stream: usize, keep: &[u8]) {
+        let kept = |format: &[u8]| {
+            std::str::from_utf8(format)
+                .ok()
+                .and_then(|format| format.parse::<u8>().ok())
+                .is_some_and(|pt| keep.contains(&pt))
+        };
+        let mut narrowed = Vec::with_capacity(self.lines.len());
+        for (section, line) in self.sections() {
+            if section != Some(stream) {
+                narrowed.push(line.clone());
+            } else if line.kind() == b'm' {
+                narrowed.push(media_line_with_formats(line, &kept));
+            } else if format_attribute_of(line).is_none_or(&kept) {
+                narrowed.push(line.clone());
+            }
+        }
+        self.lines = narrowed;
+    }
+
     /// The description as a body, every line ending in CRLF.
     pub fn to_bytes(&self) -> Vec<u8> {
         let len = self.lines.iter().map(|line| line.0.len() + 2).sum();
@@ -439,6 +463,27 @@ fn anchored_port(media: &Line, port: Option<u16>) -> u16 {
 }
 
 /// The line that replaces `line` in an anchored description, if any.
+/// `m=<media> <port> <proto>` followed by only the formats `kept` accepts.
+fn media_line_with_formats(line: &Line, kept: &impl Fn(&[u8]) -> bool) -> Line {
+    let mut fields = line.0.split(|&b| b == b' ');
+    let head: Vec<&[u8]> = fields.by_ref().take(3).collect();
+    let mut text = head.join(&b' ');
+    for format in fields.filter(|format| kept(format)) {
+        text.push(b' ');
+        text.extend_from_slice(format);
+    }
+    Line(text)
+}
+
+/// The payload type an `a=rtpmap`, `a=fmtp` or `a=rtcp-fb` line is about.
+fn format_attribute_of(line: &Line) -> Option<&[u8]> {
+    let (name, value) = line.attribute()?;
+    if !matches!(name, b"rtpmap" | b"fmtp" | b"rtcp-fb") {
+        return None;
+    }
+    value?.split(|&b| b == b' ').next()
+}
+
 fn anchor_line(line: &Line, section: Option<usize>, address: IpAddr, port: u16) -> Option<Line> {
     match line.kind() {
         b'o' => Some(
@@ -548,6 +593,22 @@ a=ptime:20
 a=maxptime:150
 a=sendrecv
 ";
+
+    #[test]
+    fn keep_formats_narrows_one_stream_to_the_chosen_codec_and_event() {
+        let mut description = parse(ASTERISK_OFFER);
+        description.keep_formats(0, &[8, 101]);
+        let text = String::from_utf8(description.to_bytes()).unwrap();
+        assert!(text.contains("m=audio 10000 RTP/AVP 8 101\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:8 PCMA/8000") && text.contains("a=fmtp:101 0-16"));
+        assert!(!text.contains("PCMU") && !text.contains("G722"), "{text}");
+        assert!(
+            text.contains("a=ptime:20") && text.contains("a=sendrecv"),
+            "{text}"
+        );
+        let media = description.media();
+        assert_eq!(media[0].formats, ["8", "101"]);
+    }
 
     const HOLD_ANSWER: &str = "v=0
 o=CiscoSystemsSIP-GW-UserAgent 4425 1263 IN IP4 198.51.100.7
