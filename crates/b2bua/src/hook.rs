@@ -60,18 +60,6 @@ pub struct MediaUpdate {
     pub streams: Vec<MediaDescription>,
 }
 
-/// An announcement to play to the caller of an inbound call before the answer.
-#[derive(Debug)]
-pub struct EarlyAnnouncement {
-    /// The payload type, from the trunk's offer, the packets are in: callvault's
-    /// 183 answers the offer with this one codec.
-    pub payload_type: u8,
-    /// One RTP packet for each 20 ms.
-    pub packets: Vec<Vec<u8>>,
-    /// The call's recording, started now so that it holds the announcement.
-    pub tap: Option<Tap>,
-}
-
 /// What to do with a call's tap after [`CallHook::on_party_change`].
 #[derive(Debug)]
 pub enum TapChange {
@@ -108,13 +96,6 @@ pub trait CallHook: Send + Sync + 'static {
     /// has started: RTP packets to send to the trunk side, one every 20 ms, while
     /// the parties are held apart. `None` plays nothing.
     fn announcement(&self, call: &CallInfo) -> Option<Vec<Vec<u8>>> {
-        let _ = call;
-        None
-    }
-
-    /// The recording announcement for an inbound call the policy records, played
-    /// as early media while the PBX is offered the call. `None` plays nothing.
-    fn early_announcement(&self, call: &CallInfo) -> Option<EarlyAnnouncement> {
         let _ = call;
         None
     }

@@ -59,57 +59,10 @@ impl Core {
             out,
             Purpose::Relay {
                 call: Some(id),
-                server: server.clone(),
+                server,
             },
         )
         .await;
-        if side == Side::Trunk && has_sdp(&request.headers, &request.body) {
-            self.announce_early(id, &server, &request).await;
-        }
-    }
-
-    /// Plays the recording announcement to the caller of an inbound call while
-    /// the PBX rings: callvault answers the trunk's offer itself in a 183 with
-    /// the announcement's one codec, and holds the parties apart until it ends.
-    async fn announce_early(&mut self, id: CallRef, server: &TransactionRef, invite: &Request) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some(early) = self.hook.early_announcement(&call.info) else {
-            return;
-        };
-        let Ok(mut sdp) = callvault_sip::sdp::SessionDescription::parse(&invite.body) else {
-            return;
-        };
-        let streams = sdp.media();
-        let ports: Vec<Option<u16>> = (0..streams.len())
-            .map(|index| call.media.local_rtp_port(Side::Trunk, index))
-            .collect();
-        sdp.anchor(self.local[Side::Trunk].address.ip(), &ports);
-        let audio = streams
-            .iter()
-            .position(|stream| stream.kind.eq_ignore_ascii_case("audio"));
-        sdp.keep_formats(audio.unwrap_or(0), &[early.payload_type]);
-
-        call.tapped = early.tap.is_some();
-        call.media.set_tap(early.tap);
-        let media = call.media.own_media();
-        media.set_joined(false);
-        let local_tag = call.caller.local_tag.clone();
-        let packets = early.packets.len();
-        call.span
-            .in_scope(|| info!(packets, "announcement playing as early media"));
-        let task = play_announcement(media, early.packets).instrument(call.span.clone());
-
-        let mut progress = Response::for_request(invite, 183, "Session Progress");
-        crate::core::set_to_tag(&mut progress, &local_tag);
-        progress
-            .headers
-            .push("Contact", self.local[Side::Trunk].contact(None));
-        progress.headers.push("Content-Type", "application/sdp");
-        progress.body = bytes::Bytes::from(sdp.to_bytes());
-        self.respond(server, progress).await;
-        tokio::spawn(task);
     }
 
     pub(crate) fn remember_invite(

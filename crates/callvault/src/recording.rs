@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use callvault_b2bua::{CallHook, CallInfo, EarlyAnnouncement, EndReason, MediaUpdate, TapChange};
+use callvault_b2bua::{CallHook, CallInfo, EndReason, MediaUpdate, TapChange};
 use callvault_media::{Side, Tap};
 use callvault_recorder::encode::OutputFormat;
 use callvault_recorder::mix::Channels;
@@ -21,7 +21,7 @@ use callvault_store::{CallDirection, Store};
 use anyhow::Context as _;
 use callvault_policy::Action;
 use callvault_recorder::announcement::{Announcement, RtpStream};
-use callvault_recorder::formats::{PayloadFormat, SideMedia};
+use callvault_recorder::formats::SideMedia;
 use callvault_sip::Headers;
 use tracing::warn;
 
@@ -76,10 +76,8 @@ pub(crate) struct RecordingHook {
     recorder: RecorderHandle,
     policy: Arc<PolicyState>,
     early_media: bool,
-    /// Played to the external party of each recorded call, if set.
+    /// Played to the external party of each recorded outbound call, if set.
     announcement: Option<Announcement>,
-    /// Whether inbound calls hear it too, as early media while the PBX rings.
-    announce_inbound: bool,
     /// What the policy decided for each call in progress, by call id.
     calls: Mutex<HashMap<u64, CallState>>,
 }
@@ -110,17 +108,34 @@ impl RecordingHook {
             policy,
             early_media: config.storage.early_media,
             announcement,
-            announce_inbound: config.policy.announcement_inbound
-                == config::AnnounceInbound::WithRinging,
             calls: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The trunk side's SDP, if the call is to be recorded.
-    fn recorded_trunk_media(&self, call: &CallInfo) -> Option<MediaUpdate> {
-        let calls = self.calls();
-        let state = calls.get(&call.id).filter(|state| state.recorded)?;
-        state.media[side_index(Side::Trunk)].clone()
+    /// The announcement in the codec the trunk side answered with.
+    fn announcement_for(
+        &self,
+        announcement: &Announcement,
+        trunk: &MediaUpdate,
+    ) -> Option<Vec<Vec<u8>>> {
+        let (payload_type, format) =
+            SideMedia::from_sdp(&trunk.streams).preferred_payload_type()?;
+        let stream = RtpStream {
+            encoding: format.encoding,
+            clock_rate: format.clock_rate,
+            payload_type,
+            // RFC 3550 §5.1: random initial values, and an SSRC of our own.
+            ssrc: rand::random(),
+            first_sequence: rand::random(),
+            first_timestamp: rand::random(),
+        };
+        match announcement.packets(&stream) {
+            Ok(packets) => Some(packets),
+            Err(error) => {
+                warn!(%error, "the announcement cannot be played in this call's codec");
+                None
+            }
+        }
     }
 
     fn calls(&self) -> MutexGuard<'_, HashMap<u64, CallState>> {
@@ -190,35 +205,12 @@ impl CallHook for RecordingHook {
 
     fn announcement(&self, call: &CallInfo) -> Option<Vec<Vec<u8>>> {
         let announcement = self.announcement.as_ref()?;
-        let trunk = self.recorded_trunk_media(call)?;
-        // The trunk's answer: its first codec is the call's.
-        let chosen = SideMedia::from_sdp(&trunk.streams).preferred_payload_type();
-        let packets =
-            chosen.and_then(|(pt, format)| announcement_packets(announcement, pt, format));
-        if packets.is_none() {
-            warn!("the announcement cannot be played in this call's codec");
-        }
-        packets
-    }
-
-    fn early_announcement(&self, call: &CallInfo) -> Option<EarlyAnnouncement> {
-        let announcement = self
-            .announcement
-            .as_ref()
-            .filter(|_| self.announce_inbound)?;
-        let offer = SideMedia::from_sdp(&self.recorded_trunk_media(call)?.streams);
-        // The trunk's offer: the first of its codecs the announcement can be in.
-        let Some((payload_type, packets)) = offer.audio_payload_types().find_map(|(pt, format)| {
-            announcement_packets(announcement, pt, format).map(|packets| (pt, packets))
-        }) else {
-            warn!("the announcement cannot be played in any codec the caller offered");
-            return None;
+        let trunk = {
+            let calls = self.calls();
+            let state = calls.get(&call.id).filter(|state| state.recorded)?;
+            state.media[side_index(Side::Trunk)].clone()?
         };
-        Some(EarlyAnnouncement {
-            payload_type,
-            packets,
-            tap: self.start(call),
-        })
+        self.announcement_for(announcement, &trunk)
     }
 
     fn on_party_change(&self, call: &CallInfo, request: &Headers) -> TapChange {
@@ -262,24 +254,6 @@ impl CallHook for RecordingHook {
             self.recorder.end(call.id, &describe(reason));
         }
     }
-}
-
-/// The announcement's packets for a stream of `format` as `payload_type`.
-fn announcement_packets(
-    announcement: &Announcement,
-    payload_type: u8,
-    format: PayloadFormat,
-) -> Option<Vec<Vec<u8>>> {
-    let stream = RtpStream {
-        encoding: format.encoding,
-        clock_rate: format.clock_rate,
-        payload_type,
-        // RFC 3550 §5.1: random initial values, and an SSRC of callvault's own.
-        ssrc: rand::random(),
-        first_sequence: rand::random(),
-        first_timestamp: rand::random(),
-    };
-    announcement.packets(&stream).ok()
 }
 
 /// The configured announcement, read and checked; an error names the key.

@@ -7,8 +7,8 @@
 //! clock: whoever sends packet `n` sends it at the start plus `n` × 20 ms.
 //!
 //! The B2BUA sends them on recorded outbound calls before joining the parties
-//! (`crates/b2bua/src/invite.rs`); playing them as early media on inbound calls
-//! is not built yet (docs/policy.md).
+//! (`crates/b2bua/src/invite.rs`); inbound calls do not play them yet
+//! (docs/policy.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
