@@ -49,6 +49,7 @@ mod engine;
 mod pool;
 mod relay;
 mod session;
+mod splice;
 mod stats;
 mod tap;
 

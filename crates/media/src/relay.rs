@@ -224,6 +224,19 @@ impl Relay {
         }
         let joined = self.session.joined.load(Ordering::Relaxed);
         match destination {
+            Some(destination) if joined && self.spliced() => {
+                let mut spliced = packet.to_vec();
+                if let Some(splice) = self
+                    .session
+                    .splice
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_mut()
+                {
+                    splice.rewrite(&mut spliced);
+                }
+                self.send(&spliced, destination).await;
+            }
             Some(destination) if joined => self.send(packet, destination).await,
             // Held apart for the announcement: not a loss, so not counted as one.
             Some(_) => {}
@@ -245,6 +258,14 @@ impl Relay {
             StreamProtocol::Rtp => is_rtp_shaped(packet, self.component),
             StreamProtocol::Udptl => !packet.is_empty(),
         }
+    }
+
+    /// Whether this relay's packets go out as callvault's own stream: the
+    /// practice's RTP to the trunk after an announcement.
+    fn spliced(&self) -> bool {
+        self.from == Side::Pbx
+            && self.component == Component::Rtp
+            && self.session.spliced.load(Ordering::Relaxed)
     }
 
     async fn send(&self, packet: &[u8], destination: SocketAddr) {

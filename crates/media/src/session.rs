@@ -13,6 +13,7 @@ use tracing::{debug, Instrument};
 use crate::engine::EngineShared;
 use crate::pool::PortLease;
 use crate::relay::{Component, MediaSocket, Relay, StreamState};
+use crate::splice::Splice;
 use crate::stats::{DirectionStats, DropCounters, DropReason, SessionStats, TrafficCounters};
 use crate::tap::{Tap, TapPacket};
 use crate::{MediaError, Side};
@@ -56,8 +57,12 @@ impl OwnMedia {
         self.shared.closed.load(Ordering::Relaxed)
     }
 
-    /// See [`MediaSession::set_joined`].
+    /// See [`MediaSession::set_joined`]. Joining after an announcement was sent
+    /// splices the practice's stream onto it (see `splice.rs`).
     pub fn set_joined(&self, joined: bool) {
+        if joined {
+            self.shared.splice_after_own_rtp();
+        }
         self.shared.joined.store(joined, Ordering::Relaxed);
     }
 
@@ -77,6 +82,7 @@ impl OwnMedia {
             .await
             .is_ok();
         if sent {
+            self.shared.note_own_rtp(packet);
             self.shared
                 .mirror(to.other(), stream, false, Instant::now(), packet);
         }
@@ -140,6 +146,9 @@ impl MediaSession {
             tap: RwLock::new(None),
             joined: AtomicBool::new(true),
             closed: AtomicBool::new(false),
+            last_own_rtp: Mutex::new(None),
+            spliced: AtomicBool::new(false),
+            splice: Mutex::new(None),
             activity: Activity::new(timeout),
         };
         Self {
@@ -390,9 +399,42 @@ pub(crate) struct SessionShared {
     pub(crate) joined: AtomicBool,
     /// Set when the session is dropped, for holders of [`OwnMedia`].
     closed: AtomicBool,
+    /// The last RTP header callvault sent itself, and its frame length in ticks.
+    last_own_rtp: Mutex<Option<([u8; 12], u32)>>,
+    /// Whether the practice's packets to the trunk go out as callvault's stream.
+    pub(crate) spliced: AtomicBool,
+    pub(crate) splice: Mutex<Option<Splice>>,
 }
 
 impl SessionShared {
+    /// Remembers a packet callvault sent itself, for the splice after it.
+    fn note_own_rtp(&self, packet: &[u8]) {
+        let Some(header) = packet.first_chunk::<12>().copied() else {
+            return;
+        };
+        let timestamp = |h: &[u8; 12]| u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        let mut last = self
+            .last_own_rtp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ticks = last.map_or(0, |(previous, _)| {
+            timestamp(&header).wrapping_sub(timestamp(&previous))
+        });
+        *last = Some((header, ticks));
+    }
+
+    fn splice_after_own_rtp(&self) {
+        let last = *self
+            .last_own_rtp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(splice) = last.and_then(|(header, ticks)| Splice::after(&header, ticks)) else {
+            return;
+        };
+        *self.splice.lock().unwrap_or_else(PoisonError::into_inner) = Some(splice);
+        self.spliced.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_relayed(&self, from: Side, bytes: usize) {
         self.traffic[from.index()].count(bytes);
         self.engine.relayed.count(bytes);

@@ -56,6 +56,12 @@ fn rtp(sequence: u16, payload: &[u8]) -> Vec<u8> {
     packet
 }
 
+/// `packet` with another SSRC.
+fn with_ssrc(mut packet: Vec<u8>, ssrc: u32) -> Vec<u8> {
+    packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    packet
+}
+
 /// An RTCP receiver report with no report blocks.
 fn rtcp() -> Vec<u8> {
     vec![0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78]
@@ -515,16 +521,14 @@ async fn parties_held_apart_hear_only_what_callvault_sends_and_the_tap_has_it_al
     call.session.set_joined(false);
 
     // The announcement reaches the trunk from the socket it sends its RTP to.
+    let announcement = with_ssrc(rtp(7, b"calls are recorded"), 42);
     assert!(
         call.session
-            .send_own_rtp(Side::Trunk, 0, &rtp(7, b"calls are recorded"))
+            .send_own_rtp(Side::Trunk, 0, &announcement)
             .await
     );
     let (received, source) = receive(&call.trunk).await;
-    assert_eq!(
-        (received, source),
-        (rtp(7, b"calls are recorded"), trunk_relay)
-    );
+    assert_eq!((&received, source), (&announcement, trunk_relay));
     // The parties' own audio is not passed on while they are apart...
     call.pbx
         .send_to(&rtp(1, b"staff"), pbx_relay)
@@ -539,26 +543,30 @@ async fn parties_held_apart_hear_only_what_callvault_sends_and_the_tap_has_it_al
     // ...and nothing was counted lost for it.
     assert_eq!(call.session.stats().drops.no_destination, 0);
 
+    // Joined, the practice's stream goes on as the announcement's: its SSRC, and
+    // sequence numbers that continue it, so that no receiver takes it for late.
     call.session.set_joined(true);
-    call.pbx
-        .send_to(&rtp(3, b"joined"), pbx_relay)
-        .await
-        .unwrap();
-    assert_eq!(receive(&call.trunk).await.0, rtp(3, b"joined"));
+    for sequence in [3, 4] {
+        let packet = rtp(sequence, b"joined");
+        call.pbx.send_to(&packet, pbx_relay).await.unwrap();
+        let spliced = with_ssrc(rtp(sequence + 5, b"joined"), 42);
+        assert_eq!(receive(&call.trunk).await.0, spliced);
+    }
 
     // The recorder heard the announcement as the practice side, the caller, and
     // not the practice's own phone until the parties were joined.
     let mut copies = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         copies.push(receiver.recv().await.unwrap());
     }
     assert_eq!(
         (copies[0].from, &copies[0].data[..]),
-        (Side::Pbx, &rtp(7, b"calls are recorded")[..])
+        (Side::Pbx, &announcement[..])
     );
     let rest: Vec<_> = copies[1..].iter().map(|copy| copy.from).collect();
     assert!(receiver.try_recv().is_err(), "nothing else was copied");
-    assert_eq!(rest, [Side::Trunk, Side::Pbx]);
+    assert_eq!(rest, [Side::Trunk, Side::Pbx, Side::Pbx]);
+    // The recorder gets the practice's packets as they came.
     assert_eq!(&copies[2].data[..], &rtp(3, b"joined")[..]);
 }
 
