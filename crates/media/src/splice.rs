@@ -2,9 +2,9 @@
 //!
 //! callvault plays the recording announcement to the trunk side as a stream of its
 //! own, then joins the parties. A receiver that does not start afresh when the
-//! SSRC changes (baresip 1.0 is one) would take the practice's packets that follow
-//! for a late part of the announcement's stream, whose sequence numbers they do
-//! not continue, and drop them. So after an announcement the practice's packets
+//! SSRC changes (RFC 3550 §8.2 asks it to, not every one does) would take the
+//! practice's packets that follow for a late part of the announcement's stream,
+//! whose sequence numbers they do not continue, and drop them. So after an announcement the practice's packets
 //! are sent on as the announcement's stream: its SSRC, and sequence numbers and
 //! timestamps continuing its own, as a media-switching mixer does (RFC 7667 §3.6).
 //! A new source on the practice side (a transfer) is spliced on the same way.
