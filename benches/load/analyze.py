@@ -230,6 +230,7 @@ def recording_figures(meta, run, threads, samples):
     call_minutes = meta["calls"] * meta["hold_s"] / 60
     recorder_pct = sum(t["pct_core"] for t in threads if t["name"].startswith("recorder"))
     calls_done, transcoded = read_wall(run, "calls_done_wall"), read_wall(run, "transcoded_wall")
+    transcoder_cpu = transcoder_seconds(samples)
     return {
         "format": meta.get("format"),
         "speech": meta.get("speech"),
@@ -244,9 +245,8 @@ def recording_figures(meta, run, threads, samples):
             sum(t["pct_core"] for t in threads if t["name"].startswith("callvault")), 2),
         "transcoded_s_after_last_call": round(transcoded - calls_done, 1)
         if calls_done and transcoded else None,
-        "transcoder_cpu_s": transcoder_seconds(samples),
-        "transcoder_cpu_s_per_call_minute": round(
-            transcoder_seconds(samples) / call_minutes, 4),
+        "transcoder_cpu_s": transcoder_cpu,
+        "transcoder_cpu_s_per_call_minute": round(transcoder_cpu / call_minutes, 4),
     }
 
 

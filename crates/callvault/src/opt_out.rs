@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 use callvault_store::audit::AuditAction;
+use callvault_store::file::unix_ms_now;
 use callvault_store::number::{normalise, DEFAULT_COUNTRY, E164};
 use callvault_store::opt_out::OptOutList;
 use callvault_store::retention::utc_day;
@@ -26,7 +27,7 @@ pub(crate) fn add(
         &number,
         reason,
         AuditAction::OptOutAdd,
-        |list| list.add(number.clone(), now_ms()),
+        |list| list.add(number.clone(), unix_ms_now()),
     )?
     .then(|| format!("{number}: added; its calls are no longer recorded"))
     .ok_or_else(|| anyhow::anyhow!("{number} is already on the opt-out list"))
@@ -93,11 +94,4 @@ fn change(
 fn patient_number(text: &str) -> anyhow::Result<E164> {
     normalise(text, DEFAULT_COUNTRY)
         .map_err(|error| anyhow::anyhow!("that is not a patient's phone number: {error}"))
-}
-
-fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }

@@ -60,10 +60,7 @@ impl OwnMedia {
     /// See [`MediaSession::set_joined`]. Joining after an announcement was sent
     /// splices the practice's stream onto it (see `splice.rs`).
     pub fn set_joined(&self, joined: bool) {
-        if joined {
-            self.shared.splice_after_own_rtp();
-        }
-        self.shared.joined.store(joined, Ordering::Relaxed);
+        self.shared.set_joined(joined);
     }
 
     /// Sends `packet` to `to` on `stream`, from the socket `to` sends its RTP to,
@@ -210,7 +207,7 @@ impl MediaSession {
     /// tap, but not sent on: while callvault plays the recording announcement to
     /// the external party, neither hears the other.
     pub fn set_joined(&self, joined: bool) {
-        self.own_media().set_joined(joined);
+        self.shared.set_joined(joined);
     }
 
     /// Sends an RTP packet of callvault's own; see [`OwnMedia::send_rtp`].
@@ -421,6 +418,14 @@ impl SessionShared {
             timestamp(&header).wrapping_sub(timestamp(&previous))
         });
         *last = Some((header, ticks));
+    }
+
+    /// Joining after an announcement splices the practice's stream onto it.
+    fn set_joined(&self, joined: bool) {
+        if joined {
+            self.splice_after_own_rtp();
+        }
+        self.joined.store(joined, Ordering::Relaxed);
     }
 
     fn splice_after_own_rtp(&self) {

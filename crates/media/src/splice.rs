@@ -4,9 +4,10 @@
 //! own, then joins the parties. A receiver that does not start afresh when the
 //! SSRC changes (RFC 3550 §8.2 asks it to, not every one does) would take the
 //! practice's packets that follow for a late part of the announcement's stream,
-//! whose sequence numbers they do not continue, and drop them. So after an announcement the practice's packets
-//! are sent on as the announcement's stream: its SSRC, and sequence numbers and
-//! timestamps continuing its own, as a media-switching mixer does (RFC 7667 §3.6).
+//! whose sequence numbers they do not continue, and drop them. So after an
+//! announcement the practice's packets are sent on as the announcement's stream:
+//! its SSRC, and sequence numbers and timestamps continuing its own, as a
+//! media-switching mixer does (RFC 7667 §3.6).
 //! A new source on the practice side (a transfer) is spliced on the same way.
 
 /// Where the announcement's stream ended, and how the practice's maps onto it.

@@ -182,7 +182,8 @@ impl Work {
             Err(TranscodeError::Stopped) => debug!("transcoding stopped; resumed at next start"),
             Err(error) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                error!(%error, "transcoding failed; the recording stays as WAV and is tried again at the next start");
+                let next = "the recording stays as WAV and is tried again at the next start";
+                error!(%error, next, "transcoding failed");
             }
         }
     }
@@ -305,7 +306,8 @@ fn with_media_type(metadata: &RecordingMetadata, media_type: &str) -> RecordingM
 fn lower_priority() {
     let thread = rustix::thread::gettid();
     if let Err(error) = rustix::process::setpriority_process(Some(thread), LOWEST_PRIORITY) {
-        warn!(%error, "the transcoder's priority could not be lowered; it competes with live recordings");
+        let effect = "it competes with live recordings for the CPU";
+        warn!(%error, effect, "the transcoder's priority could not be lowered");
     }
 }
 

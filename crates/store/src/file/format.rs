@@ -347,7 +347,7 @@ pub(crate) fn split_timestamp(payload: &[u8]) -> Option<(i64, &[u8])> {
 }
 
 /// The current Unix time in milliseconds (0 for a clock before 1970).
-pub(crate) fn unix_ms_now() -> i64 {
+pub fn unix_ms_now() -> i64 {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -30,7 +30,7 @@ use std::path::Path;
 
 use crate::keys::{DataKey, KeyError, KeyId, Keyring, MasterKey, WrappedKey};
 
-pub use format::{FileHeader, FORMAT_VERSION, MAX_SEGMENT_LEN};
+pub use format::{unix_ms_now, FileHeader, FORMAT_VERSION, MAX_SEGMENT_LEN};
 pub use reader::{read_metadata, read_recording, verify, Recording, RecordingReader};
 pub use recover::{recover, recover_as, RecoveredFile, RECOVERED_REASON};
 pub use rekey::{read_header, rewrap, shred};
