@@ -9,11 +9,14 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use callvault_media::{MediaSession, Side};
 use callvault_sip::dialog::Dialog;
+use callvault_sip::sdp::SessionDescription;
 use callvault_sip::{Method, Request, Response};
 use tracing::{debug, info, Span};
 
 use crate::core::{Core, TransactionRef};
+use crate::early::EarlyAnswer;
 use crate::hook::{CallDirection, CallInfo, EndReason};
+use crate::origin::SentOrigin;
 
 /// callvault's own number for a call.
 pub(crate) type CallRef = u64;
@@ -27,6 +30,8 @@ pub(crate) struct Leg {
     pub local_tag: String,
     /// `None` on the callee's leg until the callee answers with a tag.
     pub dialog: Option<Dialog>,
+    /// The `o=` of the SDP callvault sends in this dialog.
+    pub sent_origin: SentOrigin,
 }
 
 /// Where a call is in its life.
@@ -88,6 +93,8 @@ pub(crate) struct Call {
     pub tapped: bool,
     /// When the negotiated session interval runs out unless refreshed (RFC 4028).
     pub session_expiry: Option<Instant>,
+    /// callvault answered the caller's offer itself to play the announcement.
+    pub early: Option<EarlyAnswer>,
 }
 
 impl Call {
@@ -165,12 +172,14 @@ impl Core {
             call_id: caller_call_id.clone(),
             local_tag: crate::rewrite::new_tag(),
             dialog: None,
+            sent_origin: SentOrigin::new(),
         };
         let callee = Leg {
             side: side.other(),
             call_id: callee_call_id.clone(),
             local_tag: callee_tag,
             dialog: None,
+            sent_origin: SentOrigin::new(),
         };
         let phase = Phase::Calling(Box::new(Calling {
             server,
@@ -192,6 +201,7 @@ impl Core {
             on_hold: false,
             tapped: false,
             session_expiry: None,
+            early: None,
         };
         self.calls.insert(id, call);
         self.call_index.insert((side, caller_call_id), id);
@@ -312,9 +322,34 @@ impl Core {
         from: Side,
         body: &[u8],
     ) -> Option<Bytes> {
+        let sdp = self.anchored_description(id, from, body).await?;
+        Some(self.stamp_sdp(id, from.other(), sdp))
+    }
+
+    /// A description about to be sent to `to`, with the origin of the call's
+    /// dialog on that side (see `origin.rs`).
+    pub(crate) fn stamp_sdp(
+        &mut self,
+        id: CallRef,
+        to: Side,
+        mut sdp: SessionDescription,
+    ) -> Bytes {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.leg_mut(to).sent_origin.stamp(&mut sdp);
+        }
+        Bytes::from(sdp.to_bytes())
+    }
+
+    /// [`anchor_sdp`](Self::anchor_sdp) before the origin is set.
+    pub(crate) async fn anchored_description(
+        &mut self,
+        id: CallRef,
+        from: Side,
+        body: &[u8],
+    ) -> Option<SessionDescription> {
         let to_address = self.local[from.other()].address.ip();
         let call = self.calls.get_mut(&id)?;
-        let mut sdp = match callvault_sip::sdp::SessionDescription::parse(body) {
+        let mut sdp = match SessionDescription::parse(body) {
             Ok(sdp) => sdp,
             Err(error) => {
                 call.span
@@ -350,7 +385,7 @@ impl Core {
         };
         self.hook.on_media(&call.info, &update);
         sdp.anchor(to_address, &ports);
-        Some(Bytes::from(sdp.to_bytes()))
+        Some(sdp)
     }
 }
 

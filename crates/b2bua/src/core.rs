@@ -408,7 +408,12 @@ impl Core {
                     .filter_map(|s| s.transaction.next_timer()),
             );
         let calls = self.calls.values().filter_map(Call::next_retransmission);
-        transactions.chain(calls).min().map(Instant::from_std)
+        let offers = self.next_deferred_offer();
+        transactions
+            .chain(calls)
+            .chain(offers)
+            .min()
+            .map(Instant::from_std)
     }
 
     async fn on_timers(&mut self, now: Instant) {
@@ -447,6 +452,7 @@ impl Core {
         for call in calls {
             self.retransmit_answers(call, now).await;
         }
+        self.send_deferred_offers(now).await;
     }
 }
 

@@ -60,6 +60,27 @@ pub struct MediaUpdate {
     pub streams: Vec<MediaDescription>,
 }
 
+/// The recording announcement for the caller of an inbound call, played as early
+/// media (RFC 3960) before the practice answers.
+#[derive(Debug)]
+pub struct EarlyAnnouncement {
+    /// The payload types, from the trunk's offer, that callvault's own 183 accepts:
+    /// the announcement's codec, and telephone-event when offered so that the
+    /// caller's digits still reach the practice. The PBX is offered only these,
+    /// so that its answer needs no transcoding.
+    pub formats: Vec<u8>,
+    /// The announcement, one RTP packet per 20 ms.
+    pub announcement: Vec<Vec<u8>>,
+    /// One cadence of ringing tone in the same stream, played over and over after
+    /// the announcement until the practice answers or sends media of its own:
+    /// a caller who has early media hears no ringing of their own phone's.
+    pub ringback: Vec<Vec<u8>>,
+    /// The PBX is offered the call only once the announcement has played.
+    pub before_offer: bool,
+    /// The call's recording, started now so that it holds what the caller hears.
+    pub tap: Option<Tap>,
+}
+
 /// What to do with a call's tap after [`CallHook::on_party_change`].
 #[derive(Debug)]
 pub enum TapChange {
@@ -96,6 +117,14 @@ pub trait CallHook: Send + Sync + 'static {
     /// has started: RTP packets to send to the trunk side, one every 20 ms, while
     /// the parties are held apart. `None` plays nothing.
     fn announcement(&self, call: &CallInfo) -> Option<Vec<Vec<u8>>> {
+        let _ = call;
+        None
+    }
+
+    /// The recording announcement for an inbound call the policy records, given
+    /// the trunk's offer (already passed to [`on_media`](Self::on_media)). `None`
+    /// plays nothing and the call goes on as any other.
+    fn early_announcement(&self, call: &CallInfo) -> Option<EarlyAnnouncement> {
         let _ = call;
         None
     }

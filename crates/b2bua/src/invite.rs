@@ -1,6 +1,7 @@
 //! The INVITE that makes a call: setup, answer, CANCEL and its races with the answer,
 //! the ACK, and the 2xx that callvault retransmits until the ACK comes.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use callvault_media::Side;
@@ -11,6 +12,7 @@ use tracing::{debug, info, Instrument as _};
 use crate::call::{CallRef, InviteMap, Phase, Unacked};
 use crate::core::{Core, Purpose, TransactionRef};
 use crate::hook::{CallDirection, EndReason};
+use crate::playout::Playout;
 use crate::rewrite::{copy_end_to_end, has_sdp, new_call_id, new_tag};
 
 impl Core {
@@ -43,26 +45,33 @@ impl Core {
             let local_tag = caller.caller.local_tag.clone();
             caller.caller.dialog = Dialog::uas(&request, &local_tag).ok();
         }
+        let mut early = None;
         if has_sdp(&request.headers, &request.body) {
-            match self.anchor_sdp(id, side, &request.body).await {
-                Some(body) => out.body = body,
-                None => {
-                    self.respond_with_status(&server, 488, "Not Acceptable Here")
-                        .await;
-                    self.end_call(id, EndReason::Failed(488));
-                    return;
-                }
+            let Some(mut offer) = self.anchored_description(id, side, &request.body).await else {
+                self.respond_with_status(&server, 488, "Not Acceptable Here")
+                    .await;
+                self.end_call(id, EndReason::Failed(488));
+                return;
+            };
+            early = self.early_announcement(id, side);
+            if let Some(early) = &early {
+                // The PBX answers in the codec the caller is already hearing.
+                offer.keep_formats(offer.first_audio_stream().unwrap_or(0), &early.formats);
+            }
+            out.body = self.stamp_sdp(id, out_side, offer);
+        }
+        match early {
+            Some(early) => {
+                self.answer_early(id, &server, &request, early, out).await;
+            }
+            None => {
+                let purpose = Purpose::Relay {
+                    call: Some(id),
+                    server,
+                };
+                self.start_client(out_side, out, purpose).await;
             }
         }
-        self.start_client(
-            out_side,
-            out,
-            Purpose::Relay {
-                call: Some(id),
-                server,
-            },
-        )
-        .await;
     }
 
     pub(crate) fn remember_invite(
@@ -239,6 +248,7 @@ impl Core {
     }
 
     async fn on_answer(&mut self, id: CallRef, server: &TransactionRef, response: Response) {
+        self.practice_answered(id);
         let cseq = response.headers.cseq().map(|c| c.seq).unwrap_or_default();
         if let Some(call) = self.calls.get_mut(&id) {
             call.phase = Phase::Answered;
@@ -276,13 +286,19 @@ impl Core {
         media.set_joined(false);
         call.span
             .in_scope(|| info!(packets = packets.len(), "announcement playing"));
-        let task = play_announcement(media, packets).instrument(call.span.clone());
-        tokio::spawn(task);
+        let playout = Playout {
+            media,
+            announcement: packets,
+            ringback: Vec::new(),
+            practice_heard: Arc::default(),
+        };
+        tokio::spawn(playout.run().instrument(call.span.clone()));
     }
 
     /// A provisional response carries SDP: early media (RFC 3960) may flow, and the
     /// hook may start recording it.
     fn on_early_media(&mut self, id: CallRef) {
+        self.practice_heard(id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -338,6 +354,9 @@ impl Core {
             _ => None,
         });
         let Some(id) = id else { return };
+        if self.cancel_before_offer(id).await {
+            return;
+        }
         let mut send_now = false;
         if let Some(call) = self.calls.get_mut(&id) {
             if let Phase::Calling(calling) = &mut call.phase {
@@ -430,23 +449,4 @@ fn cancel_for(invite: &Request) -> Request {
         headers,
         body: bytes::Bytes::new(),
     }
-}
-
-/// Sends one packet every 20 ms to the trunk side, then joins the parties.
-///
-/// A call that ends meanwhile only makes the last sends go nowhere: the task
-/// holds the sockets for the announcement's length at most.
-async fn play_announcement(media: callvault_media::OwnMedia, packets: Vec<Vec<u8>>) {
-    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(20));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for packet in &packets {
-        ticker.tick().await;
-        if media.is_closed() {
-            return;
-        }
-        media.send_rtp(Side::Trunk, 0, packet).await;
-    }
-    ticker.tick().await;
-    media.set_joined(true);
-    info!("announcement played; parties joined");
 }

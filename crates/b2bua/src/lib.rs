@@ -9,8 +9,11 @@ mod call;
 mod config;
 mod core;
 mod dispatch;
+mod early;
 mod hook;
 mod invite;
+mod origin;
+mod playout;
 mod registrar;
 mod relay;
 mod rewrite;
@@ -28,7 +31,10 @@ use tracing::info;
 /// What a hook needs to mirror a call's media.
 pub use callvault_media::{tap, Side, Tap, TapPacket, TapReceiver};
 pub use config::{B2buaConfig, SideConfig, Transport};
-pub use hook::{CallDirection, CallHook, CallInfo, EndReason, MediaUpdate, NoRecording, TapChange};
+pub use hook::{
+    CallDirection, CallHook, CallInfo, EarlyAnnouncement, EndReason, MediaUpdate, NoRecording,
+    TapChange,
+};
 pub use transport::TransportStats;
 
 use crate::core::Sides;

@@ -267,6 +267,8 @@ impl Core {
                 .anchor_sdp(id, from, &response.body)
                 .await
                 .unwrap_or_default();
+        } else if method == Method::Invite {
+            self.keep_early_answer(id, &mut out);
         }
         if let Some(call) = self.calls.get_mut(&id) {
             if let Some(dialog) = call.leg_mut(from).dialog.as_mut() {

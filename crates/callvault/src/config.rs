@@ -307,8 +307,23 @@ pub(crate) struct Policy {
     pub(crate) default: Action,
     /// The patient opt-out list; `<data_dir>/opt-out.json` when absent.
     pub(crate) opt_out_file: Option<PathBuf>,
-    /// A WAV file played to the external party of each recorded outbound call.
+    /// A WAV file played to the external party of each recorded call.
     pub(crate) announcement: Option<PathBuf>,
+    /// When an inbound call hears the announcement.
+    pub(crate) announcement_inbound: AnnounceInbound,
+}
+
+/// When the caller of an inbound call hears the recording announcement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum AnnounceInbound {
+    /// As early media while the PBX's phones ring.
+    #[default]
+    WithRinging,
+    /// As early media, and the PBX is offered the call once it has played.
+    BeforeOffer,
+    /// Not at all: the PBX plays its own.
+    Never,
 }
 
 impl Default for Policy {
@@ -323,6 +338,7 @@ impl Default for Policy {
             default: Action::Record,
             opt_out_file: None,
             announcement: None,
+            announcement_inbound: AnnounceInbound::WithRinging,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use callvault_b2bua::{CallHook, CallInfo, EndReason, MediaUpdate, TapChange};
+use callvault_b2bua::{CallHook, CallInfo, EarlyAnnouncement, EndReason, MediaUpdate, TapChange};
 use callvault_media::{Side, Tap};
 use callvault_recorder::encode::OutputFormat;
 use callvault_recorder::mix::Channels;
@@ -21,11 +21,11 @@ use callvault_store::{CallDirection, Store};
 use anyhow::Context as _;
 use callvault_policy::Action;
 use callvault_recorder::announcement::{Announcement, RtpStream};
-use callvault_recorder::formats::SideMedia;
+use callvault_recorder::formats::{PayloadFormat, SideMedia};
 use callvault_sip::Headers;
 use tracing::warn;
 
-use crate::config::{self, Config};
+use crate::config::{self, AnnounceInbound, Config};
 use crate::policy::PolicyState;
 
 /// How long each jitter buffer waits for late packets.
@@ -76,8 +76,12 @@ pub(crate) struct RecordingHook {
     recorder: RecorderHandle,
     policy: Arc<PolicyState>,
     early_media: bool,
-    /// Played to the external party of each recorded outbound call, if set.
+    /// Played to the external party of each recorded call, if set.
     announcement: Option<Announcement>,
+    /// When inbound callers hear it.
+    announce_inbound: AnnounceInbound,
+    /// What inbound callers hear after it until the practice answers.
+    ringing: Announcement,
     /// What the policy decided for each call in progress, by call id.
     calls: Mutex<HashMap<u64, CallState>>,
 }
@@ -108,34 +112,17 @@ impl RecordingHook {
             policy,
             early_media: config.storage.early_media,
             announcement,
+            announce_inbound: config.policy.announcement_inbound,
+            ringing: Announcement::uk_ringing_tone(),
             calls: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The announcement in the codec the trunk side answered with.
-    fn announcement_for(
-        &self,
-        announcement: &Announcement,
-        trunk: &MediaUpdate,
-    ) -> Option<Vec<Vec<u8>>> {
-        let (payload_type, format) =
-            SideMedia::from_sdp(&trunk.streams).preferred_payload_type()?;
-        let stream = RtpStream {
-            encoding: format.encoding,
-            clock_rate: format.clock_rate,
-            payload_type,
-            // RFC 3550 §5.1: random initial values, and an SSRC of our own.
-            ssrc: rand::random(),
-            first_sequence: rand::random(),
-            first_timestamp: rand::random(),
-        };
-        match announcement.packets(&stream) {
-            Ok(packets) => Some(packets),
-            Err(error) => {
-                warn!(%error, "the announcement cannot be played in this call's codec");
-                None
-            }
-        }
+    /// The trunk side's SDP, if the call is to be recorded.
+    fn recorded_trunk_media(&self, call: &CallInfo) -> Option<MediaUpdate> {
+        let calls = self.calls();
+        let state = calls.get(&call.id).filter(|state| state.recorded)?;
+        state.media[side_index(Side::Trunk)].clone()
     }
 
     fn calls(&self) -> MutexGuard<'_, HashMap<u64, CallState>> {
@@ -205,12 +192,36 @@ impl CallHook for RecordingHook {
 
     fn announcement(&self, call: &CallInfo) -> Option<Vec<Vec<u8>>> {
         let announcement = self.announcement.as_ref()?;
-        let trunk = {
-            let calls = self.calls();
-            let state = calls.get(&call.id).filter(|state| state.recorded)?;
-            state.media[side_index(Side::Trunk)].clone()?
+        let trunk = self.recorded_trunk_media(call)?;
+        // The trunk's answer: its first codec is the call's.
+        let chosen = SideMedia::from_sdp(&trunk.streams).preferred_payload_type();
+        let packets =
+            chosen.and_then(|(pt, format)| announcement_packets(announcement, pt, format));
+        if packets.is_none() {
+            warn!("the announcement cannot be played in this call's codec");
+        }
+        packets
+    }
+
+    fn early_announcement(&self, call: &CallInfo) -> Option<EarlyAnnouncement> {
+        let announcement = self.announcement.as_ref()?;
+        let before_offer = match self.announce_inbound {
+            AnnounceInbound::Never => return None,
+            AnnounceInbound::BeforeOffer => true,
+            AnnounceInbound::WithRinging => false,
         };
-        self.announcement_for(announcement, &trunk)
+        let offer = SideMedia::from_sdp(&self.recorded_trunk_media(call)?.streams);
+        let Some(early) = early_packets([announcement, &self.ringing], &offer) else {
+            warn!("the announcement cannot be played in any codec the caller offered");
+            return None;
+        };
+        Some(EarlyAnnouncement {
+            formats: early.formats,
+            announcement: early.announcement,
+            ringback: early.ringback,
+            before_offer,
+            tap: self.start(call),
+        })
     }
 
     fn on_party_change(&self, call: &CallInfo, request: &Headers) -> TapChange {
@@ -253,6 +264,57 @@ impl CallHook for RecordingHook {
         if state.is_some_and(|state| state.recorded) {
             self.recorder.end(call.id, &describe(reason));
         }
+    }
+}
+
+/// What an inbound caller hears before the practice answers, in one codec.
+struct EarlyPackets {
+    formats: Vec<u8>,
+    announcement: Vec<Vec<u8>>,
+    ringback: Vec<Vec<u8>>,
+}
+
+/// The announcement and the ringing tone in the first codec of the trunk's
+/// offer that they can be played in, with its telephone-event so that the
+/// caller's digits still reach the practice.
+fn early_packets(
+    [announcement, ringing]: [&Announcement; 2],
+    offer: &SideMedia,
+) -> Option<EarlyPackets> {
+    offer
+        .audio_payload_types()
+        .find_map(|(payload_type, format)| {
+            let stream = rtp_stream(payload_type, &format);
+            let event = offer.telephone_event_at(format.clock_rate);
+            Some(EarlyPackets {
+                formats: std::iter::once(payload_type).chain(event).collect(),
+                announcement: announcement.packets(&stream).ok()?,
+                ringback: ringing.packets(&stream).ok()?,
+            })
+        })
+}
+
+/// The announcement's packets for a stream of `format` as `payload_type`.
+fn announcement_packets(
+    announcement: &Announcement,
+    payload_type: u8,
+    format: PayloadFormat,
+) -> Option<Vec<Vec<u8>>> {
+    announcement
+        .packets(&rtp_stream(payload_type, &format))
+        .ok()
+}
+
+/// A stream of callvault's own in `format` as `payload_type`.
+fn rtp_stream(payload_type: u8, format: &PayloadFormat) -> RtpStream {
+    RtpStream {
+        encoding: format.encoding.clone(),
+        clock_rate: format.clock_rate,
+        payload_type,
+        // RFC 3550 §5.1: random initial values, and an SSRC of callvault's own.
+        ssrc: rand::random(),
+        first_sequence: rand::random(),
+        first_timestamp: rand::random(),
     }
 }
 

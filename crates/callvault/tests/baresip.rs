@@ -142,7 +142,8 @@ fn assert_exits(phone: &mut PhoneProcess, when: &str) {
 
 fn recording(phone: &PhoneProcess) -> PathBuf {
     phone
-        .received_recording()
+        .received_recordings()
+        .pop()
         .expect("a phone that heard the speech has a recording of it")
 }
 

@@ -757,3 +757,111 @@ fn a_call_transferred_to_a_personal_extension_is_not_recorded_while_it_is_there(
     let log = flow.callvault.output();
     assert!(log.contains("rule=\"personal_extension\""), "{log}");
 }
+
+/// A recording announcement of a tone `seconds` long, played to inbound callers
+/// as `announcement_inbound` says.
+fn with_announcement(seconds: u32, mode: &'static str) -> impl FnOnce(&mut TestConfig) {
+    move |config| {
+        let path = config.data_dir.with_file_name("announcement.wav");
+        let sox = std::process::Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(&path)
+            .args(["synth", &seconds.to_string(), "sine", "440"])
+            .status()
+            .expect("sox runs");
+        assert!(sox.success());
+        config.extra = format!(
+            "[policy]\nannouncement = \"{}\"\nannouncement_inbound = \"{mode}\"\n",
+            path.display()
+        );
+    }
+}
+
+/// The SDP bodies of the responses `outcome`'s SIPp received with `status`.
+fn received_sdp(outcome: &SippOutcome, status: u16) -> Vec<String> {
+    let start = format!("SIP/2.0 {status} ");
+    outcome
+        .messages
+        .split("\n-----")
+        .filter(|entry| entry.contains("message received"))
+        .filter_map(|entry| {
+            let message = &entry[entry.find(&start)?..];
+            let body = message
+                .split_once("\r\n\r\n")
+                .or(message.split_once("\n\n"))?
+                .1;
+            body.contains("v=0").then(|| body.trim().to_owned())
+        })
+        .collect()
+}
+
+/// The `o=` line's username, session id and version.
+fn origin(sdp: &str) -> (String, String, u64) {
+    let line = sdp
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("o="))
+        .unwrap_or_else(|| panic!("no o= line in {sdp}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let version = fields[2].parse().expect("a numeric version");
+    (fields[0].to_owned(), fields[1].to_owned(), version)
+}
+
+#[test]
+fn an_inbound_caller_is_answered_early_for_the_announcement_in_one_sdp_session() {
+    let flow = Flow::start_with("announcement-sdp", with_announcement(1, "with-ringing"));
+    let outcomes = flow.call(Caller::Trunk, "uac_announced", "uas_ring_answer");
+    assert_both_succeed(&flow, &outcomes);
+    let (caller, _) = &outcomes;
+
+    let early = received_sdp(caller, 183);
+    let ringing = received_sdp(caller, 180);
+    let answer = received_sdp(caller, 200);
+    assert_eq!(early.len(), 1, "one 183 with callvault's answer");
+    assert_eq!(
+        ringing, early,
+        "the PBX's 180 carries callvault's answer unchanged"
+    );
+    let (username, session, version) = origin(&early[0]);
+    assert_eq!(username, "-", "no user name of the far side");
+    let (answer_username, answer_session, answer_version) = origin(&answer[0]);
+    assert_eq!((answer_username, answer_session), (username, session));
+    // RFC 3264 §8: the version rises only if the description changed.
+    let changed = answer[0] != early[0];
+    assert_eq!(
+        answer_version,
+        version + u64::from(changed),
+        "{early:?} {answer:?}"
+    );
+    let log = flow.callvault.output();
+    assert!(log.contains("announcement playing as early media"), "{log}");
+    assert!(log.contains("ringing until the practice answers"), "{log}");
+}
+
+#[test]
+fn a_caller_who_hangs_up_during_a_before_offer_announcement_never_reaches_the_pbx() {
+    let flow = Flow::start_with("announcement-cancel", with_announcement(3, "before-offer"));
+    let pbx = std::net::UdpSocket::bind(flow.config.pbx_peer).expect("the PBX's address is free");
+    pbx.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("a timeout");
+    let (from, _, entry) = flow.addresses(Caller::Trunk);
+    let caller = Sipp::uac("flows/uac_cancel_early.xml", from, entry)
+        .args(&["-s", "01632960100", "-set", "caller", "07700900123"])
+        .args(&["-set", "rtp", "40002", "-set", "sdpver", "1"])
+        .run(&flow.dir);
+    assert!(caller.succeeded(), "{}", caller.report());
+
+    // Past the end of the announcement, when the PBX would have been offered it.
+    let mut buffer = [0; 2048];
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        if let Ok((length, _)) = pbx.recv_from(&mut buffer) {
+            panic!(
+                "the PBX got a message:\n{}",
+                String::from_utf8_lossy(&buffer[..length])
+            );
+        }
+    }
+    let log = flow.callvault.output();
+    assert!(log.contains("reason=Cancelled"), "{log}");
+    assert!(!log.contains("the PBX is offered the call"), "{log}");
+}

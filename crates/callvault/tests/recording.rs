@@ -15,6 +15,7 @@
 mod support;
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
@@ -270,7 +271,16 @@ fn record_call(
     call.finish(config)
 }
 
-/// A call from the PBX side's phone to the trunk side's, through callvault.
+/// Which phone places the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialler {
+    Pbx,
+    Trunk,
+    /// The trunk's phone, and the PBX's phone rings until told to answer.
+    TrunkToRingingPhone,
+}
+
+/// A call between the PBX side's phone and the trunk side's, through callvault.
 struct Call {
     /// Kept running until the recording is read.
     _callvault: Callvault,
@@ -294,25 +304,50 @@ impl Call {
         pbx: &Speech,
         trunk: &Speech,
     ) -> Self {
+        Self::dial_from(Dialler::Pbx, dir, config, codec, (pbx, trunk))
+    }
+
+    /// As [`dial`](Self::dial), with the call placed by `dialler`'s phone.
+    fn dial_from(
+        dialler: Dialler,
+        dir: &TempDir,
+        config: &TestConfig,
+        codec: Codec,
+        (pbx, trunk): (&Speech, &Speech),
+    ) -> Self {
         // A test that failed while holding the turn leaves nothing to repair.
         let turn = ONE_CALL_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let callvault = Callvault::start(config, dir);
         let format = codec.audio_format();
+        let inbound = dialler != Dialler::Pbx;
         let trunk = Phone::new(
             "trunk",
             config.trunk_peer,
             CALLEE,
             &trunk.microphone(format),
         )
-        .codec(codec)
-        .auto_answer()
-        .spawn(dir);
-        let pbx = Phone::new("pbx", config.pbx_peer, EXTENSION, &pbx.microphone(format))
-            .codec(codec)
-            .spawn(dir);
-        pbx.dial(&format!("sip:{CALLEE}@{}", config.pbx_listen));
+        .codec(codec);
+        let pbx =
+            Phone::new("pbx", config.pbx_peer, EXTENSION, &pbx.microphone(format)).codec(codec);
+        let (trunk, pbx) = if inbound {
+            let pbx = if dialler == Dialler::Trunk {
+                pbx.auto_answer()
+            } else {
+                pbx
+            };
+            (trunk.spawn(dir), pbx.spawn(dir))
+        } else {
+            (trunk.auto_answer().spawn(dir), pbx.spawn(dir))
+        };
+        if inbound {
+            // The practice's PBX would map its number to the phone; here the
+            // provider dials the phone's own user.
+            trunk.dial(&format!("sip:{EXTENSION}@{}", config.trunk_listen));
+        } else {
+            pbx.dial(&format!("sip:{CALLEE}@{}", config.pbx_listen));
+        }
         Self {
             _callvault: callvault,
             pbx,
@@ -925,13 +960,9 @@ fn the_announcement_is_heard_by_the_external_party_first_and_is_in_the_recording
     let answered = call.wait_for_audio();
     let heard = pbx.end_seconds().max(trunk.end_seconds()) + AFTER_SPEECH_SECONDS;
     call.wait_until_heard(answered, heard);
-    let heard_by_trunk = call
-        .trunk
-        .received_recording()
-        .expect("the trunk phone heard the call");
+    let heard_by_trunk = call.trunk.heard_at_8khz();
     let recording = call.finish(&config);
 
-    let heard_by_trunk = Wav::read(&heard_by_trunk).channel_at_8khz(0);
     let found = Alignment::find(&announcement, &heard_by_trunk).expect("room for the announcement");
     eprintln!("announcement heard by the external party: {found:?}");
     assert!(found.windowed_correlation >= 0.9, "{found:?}");
@@ -952,4 +983,158 @@ fn the_announcement_is_heard_by_the_external_party_first_and_is_in_the_recording
     eprintln!("announcement in the recording's practice channel: {recorded:?}");
     assert!(recorded.windowed_correlation >= 0.9, "{recorded:?}");
     assert!(seconds(recorded.offset) < 1.0, "{recorded:?}");
+}
+
+/// An inbound call with the announcement; `mode` is `announcement_inbound`.
+fn inbound_announcement_config(dir: &TempDir, path: &Path, mode: &str) -> TestConfig {
+    let mut config = TestConfig::on_free_ports(dir);
+    config.format = Some("wav".to_owned());
+    config.extra = format!(
+        "[policy]\nannouncement = \"{}\"\nannouncement_inbound = \"{mode}\"\n",
+        path.display()
+    );
+    config
+}
+
+/// Where the announcement starts in what the caller heard, asserting that it is
+/// there, whole, at the start.
+fn assert_heard_first(announcement: &[f64], heard: &[f64]) -> usize {
+    let found = Alignment::find(announcement, heard).expect("room for the announcement");
+    eprintln!("announcement heard by the inbound caller: {found:?}");
+    assert!(found.windowed_correlation >= 0.9, "{found:?}");
+    assert!(seconds(found.offset) < 1.0, "it plays at once: {found:?}");
+    found.offset
+}
+
+/// The practice's sentence, whole, after `after` in what the caller heard.
+fn assert_practice_heard_after(pbx: &Speech, heard: &[f64], after: usize) {
+    let found = Alignment::find(pbx.voiced(), heard).expect("room for the speech");
+    eprintln!("the practice heard by the inbound caller: {found:?}");
+    assert!(found.windowed_correlation >= 0.9, "{found:?}");
+    assert!(
+        found.offset > after,
+        "the practice is heard after it: {found:?}"
+    );
+}
+
+/// The announcement at the start of the recording's practice channel.
+fn assert_announcement_recorded(recording: &Recording, announcement: &[f64]) {
+    assert_complete(&recording.metadata, "audio/wav");
+    let right = stereo_wav(recording, 8000).channel_at_8khz(RIGHT);
+    let recorded = Alignment::find(announcement, &right).expect("room in the recording");
+    eprintln!("announcement in the inbound recording's practice channel: {recorded:?}");
+    assert!(recorded.windowed_correlation >= 0.9, "{recorded:?}");
+    assert!(seconds(recorded.offset) < 1.0, "{recorded:?}");
+}
+
+#[test]
+fn an_inbound_caller_hears_the_announcement_while_the_practice_rings_and_it_is_recorded() {
+    let dir = TempDir::new("recording-announcement-inbound");
+    let (path, announcement) = announcement_file(&dir);
+    // The PBX phone answers at once, and speaks once the parties are joined.
+    let pbx_lead = Duration::from_secs_f64(seconds(announcement.len()) + 1.5);
+    let pbx = Speech::generate(&dir, "pbx", PBX_SENTENCE, pbx_lead);
+    let trunk = Speech::generate(&dir, "trunk", TRUNK_SENTENCE, pbx_lead);
+    let config = inbound_announcement_config(&dir, &path, "with-ringing");
+
+    let call = Call::dial_from(Dialler::Trunk, &dir, &config, Codec::Pcmu, (&pbx, &trunk));
+    let answered = call.wait_for_audio();
+    let heard = pbx.end_seconds().max(trunk.end_seconds()) + AFTER_SPEECH_SECONDS;
+    call.wait_until_heard(answered, heard);
+    let heard_by_caller = call.trunk.heard_at_8khz();
+    let recording = call.finish(&config);
+
+    let start = assert_heard_first(&announcement, &heard_by_caller);
+    assert_practice_heard_after(&pbx, &heard_by_caller, start + announcement.len());
+    assert_announcement_recorded(&recording, &announcement);
+}
+
+#[test]
+fn an_inbound_caller_hears_ringing_after_the_announcement_until_the_practice_answers() {
+    let dir = TempDir::new("recording-announcement-inbound-late");
+    let (path, announcement) = announcement_file(&dir);
+    let pbx = Speech::generate(&dir, "pbx", PBX_SENTENCE, LEAD);
+    let trunk = Speech::generate(&dir, "trunk", TRUNK_SENTENCE, LEAD);
+    let config = inbound_announcement_config(&dir, &path, "with-ringing");
+
+    let call = Call::dial_from(
+        Dialler::TrunkToRingingPhone,
+        &dir,
+        &config,
+        Codec::Pcmu,
+        (&pbx, &trunk),
+    );
+    let ringing = Duration::from_secs(4);
+    thread::sleep(Duration::from_secs_f64(seconds(announcement.len())) + ringing);
+    call.pbx.accept();
+    let answered = call.wait_for_audio();
+    let heard = pbx.end_seconds().max(trunk.end_seconds()) + AFTER_SPEECH_SECONDS;
+    call.wait_until_heard(answered, heard);
+    let heard_by_caller = call.trunk.heard_at_8khz();
+    let recording = call.finish(&config);
+
+    let start = assert_heard_first(&announcement, &heard_by_caller);
+    let end = start + announcement.len();
+    // The first second of the cadence: 0.4 s of tone, 0.2 s off, 0.4 s of tone.
+    let burst = |from: f64, to: f64| &heard_by_caller[end + samples(from)..end + samples(to)];
+    for (from, to) in [(0.05, 0.35), (0.65, 0.95)] {
+        let share = ringing_tone_share(burst(from, to));
+        assert!(
+            share > 0.9,
+            "ringing tone from {from} s to {to} s: {share:.3}"
+        );
+    }
+    let (tone, gap) = (rms(burst(0.05, 0.35)), rms(burst(0.45, 0.55)));
+    assert!(
+        gap < tone / 100.0,
+        "the cadence's gap is silent: {gap} against {tone}"
+    );
+    assert_practice_heard_after(&pbx, &heard_by_caller, end + samples(ringing.as_secs_f64()));
+    assert_announcement_recorded(&recording, &announcement);
+}
+
+#[test]
+fn an_inbound_call_is_offered_to_the_practice_after_the_announcement_when_so_configured() {
+    let dir = TempDir::new("recording-announcement-before-offer");
+    let (path, announcement) = announcement_file(&dir);
+    let pbx = Speech::generate(&dir, "pbx", PBX_SENTENCE, LEAD);
+    let trunk = Speech::generate(&dir, "trunk", TRUNK_SENTENCE, LEAD);
+    let config = inbound_announcement_config(&dir, &path, "before-offer");
+
+    let dialled = Instant::now();
+    let call = Call::dial_from(Dialler::Trunk, &dir, &config, Codec::Pcmu, (&pbx, &trunk));
+    let offered = wait_until(CALL_TIMEOUT, || call.pbx.log().contains("answering call"));
+    assert!(offered, "the PBX phone was never offered the call");
+    let offered_after = dialled.elapsed().as_secs_f64();
+    let answered = call.wait_for_audio();
+    let heard = pbx.end_seconds().max(trunk.end_seconds()) + AFTER_SPEECH_SECONDS;
+    call.wait_until_heard(answered, heard);
+    let heard_by_caller = call.trunk.heard_at_8khz();
+    let recording = call.finish(&config);
+
+    let length = seconds(announcement.len());
+    eprintln!("the PBX was offered the call {offered_after:.2} s after dialling; the announcement lasts {length:.2} s");
+    assert!(offered_after >= length, "offered during the announcement");
+    let start = assert_heard_first(&announcement, &heard_by_caller);
+    assert_practice_heard_after(&pbx, &heard_by_caller, start + announcement.len());
+    assert_announcement_recorded(&recording, &announcement);
+}
+
+/// How much of `samples`' power is at 400 Hz and 450 Hz, the UK ringing tone.
+fn ringing_tone_share(samples: &[f64]) -> f64 {
+    let power_at = |hertz: f64| {
+        let step = 2.0 * std::f64::consts::PI * hertz / 8000.0;
+        let (re, im) = samples
+            .iter()
+            .enumerate()
+            .fold((0.0, 0.0), |(re, im), (n, &x)| {
+                (
+                    re + x * (step * n as f64).cos(),
+                    im + x * (step * n as f64).sin(),
+                )
+            });
+        2.0 * (re * re + im * im) / samples.len() as f64
+    };
+    let total: f64 = samples.iter().map(|x| x * x).sum();
+    (power_at(400.0) + power_at(450.0)) / total.max(f64::MIN_POSITIVE)
 }

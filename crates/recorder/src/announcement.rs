@@ -7,8 +7,9 @@
 //! clock: whoever sends packet `n` sends it at the start plus `n` × 20 ms.
 //!
 //! The B2BUA sends them on recorded outbound calls before joining the parties
-//! (`crates/b2bua/src/invite.rs`); inbound calls do not play them yet
-//! (docs/policy.md).
+//! (`crates/b2bua/src/invite.rs`), and to inbound callers as early media
+//! (`crates/b2bua/src/early.rs`), followed there by the ringing tone made here
+//! until the practice answers.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -110,6 +111,29 @@ impl Announcement {
             narrowband,
             wideband,
         })
+    }
+
+    /// One cadence of the ringing tone callers in the UK know (400 Hz and
+    /// 450 Hz together; 0.4 s on, 0.2 s off, 0.4 s on, 2 s off), for a caller
+    /// who heard the announcement and waits for the practice to answer.
+    pub fn uk_ringing_tone() -> Self {
+        const RATE: u32 = 8000;
+        const CADENCE: [(u32, bool); 4] = [(400, true), (200, false), (400, true), (2000, false)];
+        const AMPLITUDE: f64 = 5000.0;
+        let mut pcm = Vec::new();
+        for (milliseconds, on) in CADENCE {
+            for _ in 0..RATE * milliseconds / 1000 {
+                let t = pcm.len() as f64 / f64::from(RATE);
+                let tone = |hertz: f64| (2.0 * std::f64::consts::PI * hertz * t).sin();
+                let sample = if on {
+                    AMPLITUDE * (tone(400.0) + tone(450.0)) / 2.0
+                } else {
+                    0.0
+                };
+                pcm.push(sample as i16);
+            }
+        }
+        Self::from_pcm(RATE, &pcm).expect("three seconds at 8 kHz make a valid announcement")
     }
 
     /// How long it plays, to the last whole or partial frame.

@@ -103,6 +103,16 @@ impl SideMedia {
         self.audio_payload_types().next()
     }
 
+    /// The payload type of this side's telephone-event (RFC 4733) at
+    /// `clock_rate`, the rate of the codec it goes with.
+    pub fn telephone_event_at(&self, clock_rate: u32) -> Option<u8> {
+        self.order.iter().copied().find(|payload_type| {
+            self.format(*payload_type).is_some_and(|format| {
+                format.is_telephone_event() && format.clock_rate == clock_rate
+            })
+        })
+    }
+
     /// Every audio codec of the `m=` line with its payload type, in its order.
     pub fn audio_payload_types(&self) -> impl Iterator<Item = (u8, PayloadFormat)> + '_ {
         self.order

@@ -194,3 +194,31 @@ fn a_wav_file_loads_past_other_chunks_and_a_wrong_one_says_how_to_convert_it() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_ringing_tone_is_one_uk_cadence_of_two_bursts() {
+    let tone = Announcement::uk_ringing_tone();
+    assert_eq!(tone.duration(), std::time::Duration::from_secs(3));
+    let packets = tone.packets(&stream("PCMU", 8000, 0)).unwrap();
+    let pcm = decoded(&packets, "PCMU", 8000);
+    let loud = |from_ms: usize, to_ms: usize| {
+        let part = &pcm[from_ms * 8..to_ms * 8];
+        let energy: f64 = part.iter().map(|&s| f64::from(s).powi(2)).sum();
+        (energy / part.len() as f64).sqrt() > 1000.0
+    };
+    assert!(loud(20, 380) && loud(620, 980), "the two bursts sound");
+    assert!(!loud(420, 580) && !loud(1020, 2980), "the gaps are silent");
+
+    // 400 Hz and 450 Hz beat at 50 Hz: the first burst's envelope falls to
+    // nothing every 20 ms.
+    let envelope = |at_ms: usize| {
+        let part = &pcm[at_ms * 8..at_ms * 8 + 16];
+        part.iter().map(|&s| i32::from(s).abs()).max().unwrap_or(0)
+    };
+    assert!(
+        envelope(100) > 4000 && envelope(110) < 1500,
+        "{} {}",
+        envelope(100),
+        envelope(110)
+    );
+}

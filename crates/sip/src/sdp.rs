@@ -135,6 +135,16 @@ struct MediaDefaults {
     direction: Option<MediaDirection>,
 }
 
+/// Who made a session description and which version of it this is: the
+/// fields of `o=` that RFC 3264 §8 asks an offerer or answerer to keep the
+/// same for a whole session, with the version one higher at each change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub username: String,
+    pub session_id: String,
+    pub version: u64,
+}
+
 /// An SDP body, kept line by line as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDescription {
@@ -228,6 +238,43 @@ impl SessionDescription {
             }
         }
         self.lines = narrowed;
+    }
+
+    /// The index of the first `m=audio` stream.
+    pub fn first_audio_stream(&self) -> Option<usize> {
+        self.media()
+            .iter()
+            .position(|stream| stream.kind.eq_ignore_ascii_case("audio"))
+    }
+
+    /// The `o=` line's username, session id and version (RFC 8866 §5.2).
+    pub fn origin(&self) -> Option<Origin> {
+        let line = self.lines.iter().find(|line| line.kind() == b'o')?;
+        let [username, session_id, version, ..] = line.text().and_then(parse_origin)?;
+        Some(Origin {
+            username: username.to_owned(),
+            session_id: session_id.to_owned(),
+            version: version.parse().ok()?,
+        })
+    }
+
+    /// Gives the `o=` line `origin`'s username, session id and version; its
+    /// network type and address stay as they are.
+    pub fn set_origin(&mut self, origin: &Origin) {
+        for line in self.lines.iter_mut().filter(|line| line.kind() == b'o') {
+            let Some([_, _, _, network, family, address]) = line.text().and_then(parse_origin)
+            else {
+                continue;
+            };
+            let Origin {
+                username,
+                session_id,
+                version,
+            } = origin;
+            *line = Line(
+                format!("o={username} {session_id} {version} {network} {family} {address}").into(),
+            );
+        }
     }
 
     /// The description as a body, every line ending in CRLF.
@@ -593,6 +640,23 @@ a=ptime:20
 a=maxptime:150
 a=sendrecv
 ";
+
+    #[test]
+    fn origin_is_read_and_replaced_keeping_network_and_address() {
+        let text = "v=0\r\no=bob 2890844527 2890844528 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n";
+        let mut description = SessionDescription::parse(text.as_bytes()).unwrap();
+        let origin = description.origin().unwrap();
+        assert_eq!(origin.username, "bob");
+        assert_eq!(origin.session_id, "2890844527");
+        assert_eq!(origin.version, 2_890_844_528);
+        description.set_origin(&Origin {
+            username: "-".to_owned(),
+            session_id: "7".to_owned(),
+            version: 9,
+        });
+        let output = String::from_utf8(description.to_bytes()).unwrap();
+        assert_eq!(output, text.replace("bob 2890844527 2890844528", "- 7 9"));
+    }
 
     #[test]
     fn keep_formats_narrows_one_stream_to_the_chosen_codec_and_event() {

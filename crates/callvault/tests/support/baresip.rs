@@ -246,6 +246,11 @@ impl PhoneProcess {
         self.command(&format!("dial {uri}"));
     }
 
+    /// Answers the call that is ringing.
+    pub(crate) fn accept(&self) {
+        self.command("accept");
+    }
+
     pub(crate) fn hang_up(&self) {
         self.command("hangup");
     }
@@ -274,30 +279,49 @@ impl PhoneProcess {
         self.status
     }
 
-    /// The file `sndfile` writes what the phone hears into, once a call has audio.
-    pub(crate) fn received_recording(&self) -> Option<PathBuf> {
-        fs::read_dir(&self.recordings)
-            .ok()?
+    /// The files `sndfile` writes what the phone hears into, in the order they
+    /// were made. baresip starts a new one each time it restarts its audio: at
+    /// early media, at every provisional response after it, and at the answer.
+    /// Names are to the second, so a restart within the same second starts the
+    /// file again.
+    pub(crate) fn received_recordings(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(&self.recordings) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .find(|path| path.to_string_lossy().ends_with("-dec.wav"))
+            .filter(|path| path.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Everything the phone heard, its files one after the other, at 8 kHz.
+    pub(crate) fn heard_at_8khz(&self) -> Vec<f64> {
+        let files = self.received_recordings();
+        assert!(!files.is_empty(), "baresip {} heard nothing", self.label);
+        files
+            .iter()
+            .flat_map(|path| super::audio::Wav::read(path).channel_at_8khz(0))
+            .collect()
     }
 
     /// How many samples the phone has recorded from the far end so far.
     ///
-    /// Counted from the file's size, because the WAV header gets its lengths
-    /// only when the call ends.
+    /// Counted from the files' sizes, because a WAV header gets its lengths
+    /// only when baresip closes the file.
     pub(crate) fn received_samples(&self) -> u64 {
-        let size = self
-            .received_recording()
-            .and_then(|path| fs::metadata(path).ok())
-            .map_or(0, |metadata| metadata.len());
-        size.saturating_sub(WAV_HEADER_BYTES) / 2
+        self.received_recordings()
+            .iter()
+            .filter_map(|path| fs::metadata(path).ok())
+            .map(|metadata| metadata.len().saturating_sub(WAV_HEADER_BYTES) / 2)
+            .sum()
     }
 
     /// How many seconds of audio the phone has recorded from the far end so far,
     /// at whatever rate and channel count its decoder gives.
     pub(crate) fn received_seconds(&self) -> f64 {
-        let Some(path) = self.received_recording() else {
+        let Some(path) = self.received_recordings().pop() else {
             return 0.0;
         };
         let header = fs::File::open(&path).and_then(|mut file| {
