@@ -73,31 +73,26 @@ impl Core {
         early: EarlyAnnouncement,
         offer: Request,
     ) {
-        let Some(answer) = self.early_answer_sdp(id, invite, &early.formats) else {
+        let answer = self.early_answer_sdp(id, invite, &early.formats);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        // From now, so that the recording holds the announcement.
+        call.tapped = early.tap.is_some();
+        call.media.set_tap(early.tap);
+        let Some(answer) = answer else {
+            // The hook found its codec in this very offer, so this is not seen.
             self.start_client(Side::Pbx, offer, relay_purpose(id, server))
                 .await;
             return;
         };
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        call.tapped = early.tap.is_some();
-        call.media.set_tap(early.tap);
-        let media = call.media.own_media();
-        media.set_joined(false);
-        let practice_heard = Arc::new(AtomicBool::new(false));
         let playout = Playout {
-            media,
+            media: call.media.own_media(),
             announcement: early.announcement,
             ringback: early.ringback,
-            practice_heard: Arc::clone(&practice_heard),
+            practice_heard: Arc::new(AtomicBool::new(false)),
         };
         let length = playout.announcement_length();
-        let deferred_offer = early.before_offer.then(|| DeferredOffer {
-            at: Instant::now() + length,
-            request: offer.clone(),
-            server: server.clone(),
-        });
         call.span.in_scope(|| {
             info!(
                 seconds = length.as_secs_f32(),
@@ -105,23 +100,35 @@ impl Core {
                 "announcement playing as early media"
             );
         });
-        let task = playout.run().instrument(call.span.clone());
-        let send_now = deferred_offer.is_none();
         call.early = Some(EarlyAnswer {
             answer: answer.clone(),
-            practice_heard,
-            deferred_offer,
+            practice_heard: Arc::clone(&playout.practice_heard),
+            deferred_offer: None,
         });
-        tokio::spawn(task);
+        playout.media.set_joined(false);
+        tokio::spawn(playout.run().instrument(call.span.clone()));
 
         let local_tag = call.caller.local_tag.clone();
         let contact = self.local[Side::Trunk].contact(None);
         let mut progress = session_progress(invite, &local_tag, contact);
         attach_sdp(&mut progress, answer);
         self.respond(server, progress).await;
-        if send_now {
+        if early.before_offer {
+            self.defer_offer(id, Instant::now() + length, offer, server);
+        } else {
             self.start_client(Side::Pbx, offer, relay_purpose(id, server))
                 .await;
+        }
+    }
+
+    fn defer_offer(&mut self, id: CallRef, at: Instant, request: Request, server: &TransactionRef) {
+        let early = self.calls.get_mut(&id).and_then(|call| call.early.as_mut());
+        if let Some(early) = early {
+            early.deferred_offer = Some(DeferredOffer {
+                at,
+                request,
+                server: server.clone(),
+            });
         }
     }
 
