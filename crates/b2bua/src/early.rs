@@ -58,6 +58,13 @@ impl Core {
             return None;
         }
         let call = self.calls.get(&id)?;
+        if requires_reliable_provisionals(&call.info.invite_headers) {
+            // callvault's own 183 is not sent reliably (RFC 3262), so a caller
+            // that requires it gets the call without the announcement.
+            call.span
+                .in_scope(|| info!("no announcement: the caller requires 100rel"));
+            return None;
+        }
         call.span
             .in_scope(|| self.hook.early_announcement(&call.info))
     }
@@ -223,6 +230,14 @@ impl Core {
     }
 }
 
+/// Whether an INVITE's `Require` names `100rel`.
+fn requires_reliable_provisionals(headers: &callvault_sip::Headers) -> bool {
+    headers
+        .get_all("Require")
+        .flat_map(|value| value.split(','))
+        .any(|tag| tag.trim().eq_ignore_ascii_case("100rel"))
+}
+
 fn relay_purpose(id: CallRef, server: &TransactionRef) -> Purpose {
     Purpose::Relay {
         call: Some(id),
@@ -240,4 +255,18 @@ fn session_progress(invite: &Request, local_tag: &str, contact: String) -> Respo
 fn attach_sdp(response: &mut Response, sdp: Bytes) {
     response.headers.push("Content-Type", "application/sdp");
     response.body = sdp;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_required_100rel_rules_the_announcement_out() {
+        let mut headers = callvault_sip::Headers::new();
+        headers.push("Supported", "100rel, timer");
+        assert!(!requires_reliable_provisionals(&headers));
+        headers.push("Require", "timer, 100REL");
+        assert!(requires_reliable_provisionals(&headers));
+    }
 }
