@@ -114,8 +114,8 @@ pub(crate) fn refuse_if_daemon_runs(config: &Config, command: &str) -> anyhow::R
     let data_dir = &config.storage.data_dir;
     if ask(&super::socket_path(data_dir), &Request::Ping)?.is_some() {
         bail!(
-            "a callvault daemon is already running on the data directory {}; \
-             `{command}` needs it to itself",
+            "there is a callvault daemon running on the data directory {}, and \
+             `{command}` needs the data directory to itself",
             data_dir.display()
         );
     }

@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn base64_round_trips_every_length() {
         for len in 0..10 {
-            let bytes: Vec<u8> = (0..len).map(|n| n * 37 + 1).collect();
+            let bytes: Vec<u8> = (0..len).map(|n: u8| n.wrapping_mul(37)).collect();
             assert_eq!(base64::decode(&base64::encode(&bytes)).unwrap(), bytes);
         }
         assert_eq!(base64::encode(b"Man"), "TWFu");
