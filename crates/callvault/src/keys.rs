@@ -2,7 +2,7 @@
 //! daemon.
 
 use anyhow::{bail, Context as _};
-use callvault_store::audit::{AuditAction, AuditLog};
+use callvault_store::audit::{AuditAction, AuditEntry, AuditLog};
 use callvault_store::file;
 use callvault_store::keys::{KeyError, Keyring};
 use tracing::warn;
@@ -129,11 +129,10 @@ pub(crate) fn audit(
     action: AuditAction,
     target: &str,
     reason: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<AuditEntry> {
     let path = config.storage.data_dir.join("audit.log");
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("cannot create {}", config.storage.data_dir.display()))?;
     let mut log = AuditLog::open(&path)?;
-    log.append(operator.name(), action, Some(target), reason)?;
-    Ok(())
+    Ok(log.append(operator.name(), action, Some(target), reason)?)
 }

@@ -3,6 +3,7 @@
 //! This file only parses the command line, sets up logging and hands over
 //! to the command; the daemon itself lives in `run`.
 
+mod admin;
 mod cli;
 mod config;
 mod keys;
@@ -12,6 +13,7 @@ mod opt_out;
 mod policy;
 mod recording;
 mod run;
+mod staff;
 
 use std::process::ExitCode;
 
@@ -38,12 +40,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let source = Source::choose(cli.config);
             let config = source.load()?;
+            admin::refuse_if_daemon_runs(&config, "run")?;
             logging::init(&config.log)?;
             run::run(config, &source)
         }
         Command::CheckConfig { file } => check_config(&Source::choose(file.or(cli.config))),
         Command::Reindex { operator, reason } => {
             let config = Source::choose(cli.config).load()?;
+            admin::refuse_if_daemon_runs(&config, "reindex")?;
             let operator = Operator::choose(operator.operator)?;
             say(&keys::reindex(&config, &operator, &reason)?);
             Ok(())
@@ -75,6 +79,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             say(&done);
             Ok(())
         }
+        Command::Staff(command) => staff::run(&Source::choose(cli.config), command),
     }
 }
 

@@ -43,6 +43,7 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     let keyring = Arc::new(crate::keys::for_daemon(&config, source)?);
     info!(key = %keyring.current().id(), "master keys loaded");
     let store = Arc::new(open_store(&config, &keyring)?);
+    let _admin_socket = crate::admin::serve(&config, Arc::clone(&store))?;
     let b2bua = b2bua_config(&config).await?;
     tokio::fs::create_dir_all(&b2bua.state_dir)
         .await
@@ -85,7 +86,7 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
 /// indexed as partial; a missing or corrupt index stops start-up with the way
 /// forward. The store stays open while the daemon runs, which also keeps a second
 /// daemon off the same data.
-fn open_store(
+pub(crate) fn open_store(
     config: &Config,
     keyring: &callvault_store::keys::Keyring,
 ) -> anyhow::Result<callvault_store::Store> {

@@ -14,6 +14,7 @@
 //! - [`mix`]: both directions aligned in time, stereo or mono.
 //! - [`wav`]: a streaming WAV writer.
 //! - [`encode`]: the recording as a stream of Ogg Opus or WAV bytes.
+//! - [`export`]: a finished recording as a WAV of exact length or Ogg Opus, for people.
 //! - [`announcement`]: the recording announcement as RTP packets in a call's codec.
 //!
 //! [`Recorder`] runs them: one task per recorded call, fed by the B2BUA's tap and
@@ -24,6 +25,7 @@
 pub mod announcement;
 pub mod codec;
 pub mod encode;
+pub mod export;
 pub mod formats;
 pub mod jitter;
 pub mod mix;

@@ -170,6 +170,18 @@ pub fn utc_day(ms: i64) -> String {
     format!("{:04}-{:02}-{:02}", date.year, date.month, date.day)
 }
 
+/// Midnight UTC at the start of a calendar day, in Unix milliseconds.
+///
+/// `None` for a day that does not exist (30 February, month 13).
+pub fn utc_midnight(year: i64, month: u32, day: u32) -> Option<i64> {
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    CivilDate { year, month, day }
+        .to_unix_days()
+        .checked_mul(MS_PER_DAY)
+}
+
 /// A date in the proleptic Gregorian calendar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CivilDate {
@@ -257,6 +269,14 @@ mod tests {
         assert_eq!(utc_day(0), "1970-01-01");
         assert_eq!(utc_day(951_782_400_000), "2000-02-29");
         assert_eq!(utc_day(1_796_342_400_000 + 86_399_999), "2026-12-04");
+    }
+
+    #[test]
+    fn utc_midnight_refuses_days_that_do_not_exist() {
+        assert_eq!(utc_midnight(2000, 2, 29), Some(951_782_400_000));
+        assert_eq!(utc_midnight(2001, 2, 29), None);
+        assert_eq!(utc_midnight(2024, 13, 1), None);
+        assert_eq!(utc_midnight(2024, 1, 0), None);
     }
 
     #[test]

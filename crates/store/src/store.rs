@@ -62,6 +62,11 @@ impl Layout {
         }
     }
 
+    /// The data directory itself.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     pub fn recordings(&self) -> PathBuf {
         self.data_dir.join("recordings")
     }

@@ -108,7 +108,7 @@ pub enum IndexError {
 }
 
 /// A recording as the index knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexedCall {
     pub meta: RecordingMetadata,
     /// The recording's file name in the data directory.

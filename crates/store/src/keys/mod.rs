@@ -11,6 +11,7 @@
 
 mod key_file;
 mod keyring;
+pub mod signing;
 
 use std::fmt;
 use std::io;
@@ -88,6 +89,8 @@ pub enum KeyError {
     Changed { path: PathBuf },
     #[error("no key id is left after {0}")]
     IdsExhausted(KeyId),
+    #[error("deriving a signing key from a master key failed")]
+    Derivation,
 }
 
 /// Fills `buffer` from the operating system's random number generator.
