@@ -54,7 +54,10 @@ pub(crate) fn serve(config: &Config, store: Arc<Store>) -> anyhow::Result<AdminS
 
 fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(directory) = path.parent() {
+        // Only the daemon's user may reach the socket, even in the moment
+        // between its creation and its own mode being set.
         std::fs::create_dir_all(directory)?;
+        std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o700))?;
     }
     match std::fs::remove_file(path) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
