@@ -5,8 +5,10 @@
 
 mod cli;
 mod config;
+mod housekeeping;
 mod keys;
 mod logging;
+mod metrics;
 mod operator;
 mod opt_out;
 mod policy;
