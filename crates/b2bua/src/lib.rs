@@ -36,7 +36,7 @@ pub use hook::{
     CallDirection, CallHook, CallInfo, EarlyAnnouncement, EndReason, MediaUpdate, NoRecording,
     TapChange,
 };
-pub use stats::{B2buaSnapshot, B2buaStats, COUNTED_METHODS, RESPONSE_CLASSES};
+pub use stats::{B2buaSnapshot, B2buaStats};
 pub use transport::TransportStats;
 
 use crate::core::Sides;

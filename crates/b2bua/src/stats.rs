@@ -13,7 +13,7 @@ use callvault_sip::{Message, Method};
 use crate::transport::TransportStats;
 
 /// The request methods counted by name; any other counts as `other`.
-pub const COUNTED_METHODS: [&str; 15] = [
+const COUNTED_METHODS: [&str; 15] = [
     "INVITE",
     "ACK",
     "BYE",
@@ -32,7 +32,7 @@ pub const COUNTED_METHODS: [&str; 15] = [
 ];
 
 /// Response classes as metric labels (RFC 3261 §7.2).
-pub const RESPONSE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+const RESPONSE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
 
 const SIDES: [Side; 2] = [Side::Pbx, Side::Trunk];
 

@@ -61,6 +61,8 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     let signal_task = tokio::spawn(signals.handle(stop, reload));
     let opt_out_watch = tokio::spawn(watch_opt_outs(Arc::clone(&policy)));
 
+    // Bound before the recorder and retention start: a taken address stops start-up.
+    let metrics_listener = crate::metrics::bind(config.metrics.listen).await?;
     let recorder = start_recorder(&config, Arc::clone(&store), keyring)
         .context("cannot start the recorder")?;
     let hook = RecordingHook::new(recorder.handle(), Arc::clone(&policy), &config)?;
@@ -74,7 +76,7 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
         housekeeping,
         started_ms: callvault_store::file::unix_ms_now(),
     };
-    let metrics_task = crate::metrics::start(config.metrics.listen, sources).await?;
+    let metrics_task = crate::metrics::spawn(metrics_listener, sources);
 
     log_started(&b2bua);
     let outcome = callvault_b2bua::serve(b2bua, hook, b2bua_stats, async {

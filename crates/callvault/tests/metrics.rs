@@ -167,6 +167,32 @@ fn the_endpoint_answers_only_get_metrics() {
     assert!(page.contains(&format!("# TYPE {} counter", names::SIP_REQUESTS)));
 }
 
+#[test]
+fn a_taken_metrics_address_stops_start_up_with_one_line() {
+    let dir = TempDir::new("metrics-taken");
+    let mut config = TestConfig::on_free_ports(&dir);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    config.metrics_listen = taken.local_addr().expect("its address");
+    let path = config.write(&dir);
+    let mut callvault = Callvault::spawn(
+        &["run", "--config", path.to_str().expect("UTF-8")],
+        dir.path(),
+    );
+    let status = callvault.wait_for_exit(support::STOP_TIMEOUT);
+    assert!(!status.success());
+    let output = callvault.output();
+    let expected = format!(
+        "error: metrics.listen: cannot listen on {}",
+        config.metrics_listen
+    );
+    let line = output.lines().find(|line| line.starts_with("error:"));
+    assert!(
+        line.is_some_and(|line| line.starts_with(&expected)),
+        "{output}"
+    );
+    assert!(!output.contains("callvault started"), "{output}");
+}
+
 /// Writes a finished recording that started `age_days` ago into the data directory.
 fn write_old_recording(config: &TestConfig, id: &str, age_days: u64) {
     let keyring = Keyring::load(&config.data_dir.join("master.key")).expect("the test's key");

@@ -9,13 +9,13 @@ mod http;
 pub(crate) mod names;
 mod text;
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use callvault_b2bua::{B2buaSnapshot, B2buaStats};
 use callvault_policy::Rule;
 use callvault_recorder::{RecorderHandle, RecorderStats};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use self::names::*;
@@ -23,12 +23,11 @@ use self::text::{Exposition, Kind};
 use crate::housekeeping::Housekeeping;
 use crate::policy::PolicyState;
 
-/// Listens on `listen` and answers scrapes from a task of its own.
-///
-/// A taken address stops start-up, as a taken SIP address does.
-pub(crate) async fn start(listen: SocketAddr, sources: Sources) -> anyhow::Result<JoinHandle<()>> {
-    let listener = http::bind(listen).await?;
-    Ok(tokio::spawn(http::serve(listener, Arc::new(sources))))
+pub(crate) use self::http::bind;
+
+/// Answers scrapes on `listener` from a task of its own.
+pub(crate) fn spawn(listener: TcpListener, sources: Sources) -> JoinHandle<()> {
+    tokio::spawn(http::serve(listener, Arc::new(sources)))
 }
 
 /// Everything a scrape reads.
