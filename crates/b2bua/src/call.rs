@@ -204,6 +204,7 @@ impl Core {
             early: None,
         };
         self.calls.insert(id, call);
+        self.stats.set_active_calls(self.calls.len());
         self.call_index.insert((side, caller_call_id), id);
         self.call_index.insert((side.other(), callee_call_id), id);
         Ok(id)
@@ -215,6 +216,8 @@ impl Core {
             return;
         };
         let active_calls = self.calls.len();
+        self.stats.set_active_calls(active_calls);
+        self.stats.count_call_ended();
         call.span.in_scope(|| {
             let stats = call.media.stats();
             info!(?reason, active_calls, ?stats, "call ended");

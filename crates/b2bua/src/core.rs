@@ -89,7 +89,7 @@ pub(crate) struct Core {
     pub timers: TimerConfig,
     pub rtp_timeout: Duration,
     pub registrar: Registrar,
-    pub transport_stats: Arc<crate::transport::TransportStats>,
+    pub stats: Arc<crate::stats::B2buaStats>,
     pub servers: HashMap<TransactionRef, Server>,
     pub clients: HashMap<TransactionRef, Client>,
     pub calls: HashMap<CallRef, Call>,
@@ -133,11 +133,11 @@ impl Core {
 
     /// What an operator wants to know when the daemon stops.
     fn log_totals(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let media = self.media.stats();
+        let stats = self.stats.snapshot();
+        let media = stats.media;
         info!(
-            sip_from_strangers = self.transport_stats.strangers.load(Relaxed),
-            sip_malformed = self.transport_stats.malformed.load(Relaxed),
+            sip_from_strangers = stats.sip_strangers,
+            sip_malformed = stats.sip_malformed,
             rtp_packets_relayed = media.packets_relayed,
             rtp_packets_dropped = media.packets_dropped,
             tap_drops = media.tap_drops,
@@ -151,6 +151,7 @@ impl Core {
             source,
             message,
         } = inbound;
+        self.stats.count_message(side, &message);
         // Whatever a message leads to is logged inside its call's span, and a span for
         // the side it came from, so an operator can follow one call through the log.
         let span = self.message_span(side, &message);

@@ -17,6 +17,7 @@ mod playout;
 mod registrar;
 mod relay;
 mod rewrite;
+mod stats;
 mod transport;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ pub use hook::{
     CallDirection, CallHook, CallInfo, EarlyAnnouncement, EndReason, MediaUpdate, NoRecording,
     TapChange,
 };
+pub use stats::{B2buaSnapshot, B2buaStats};
 pub use transport::TransportStats;
 
 use crate::core::Sides;
@@ -56,12 +58,15 @@ pub enum B2buaError {
 }
 
 /// Runs the B2BUA until `shutdown` resolves, then ends every call.
+///
+/// `stats` is counted into as the B2BUA works; the caller reads it for metrics.
 pub async fn serve(
     config: B2buaConfig,
     hook: Arc<dyn CallHook>,
+    stats: Arc<B2buaStats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), B2buaError> {
-    let (core, inbound) = start(config, hook).await?;
+    let (core, inbound) = start(config, hook, stats).await?;
     core.run(inbound, shutdown).await;
     Ok(())
 }
@@ -70,6 +75,7 @@ pub async fn serve(
 async fn start(
     config: B2buaConfig,
     hook: Arc<dyn CallHook>,
+    stats: Arc<B2buaStats>,
 ) -> Result<(core::Core, mpsc::Receiver<transport::Inbound>), B2buaError> {
     let media = MediaEngine::new(RelayConfig {
         port_min: config.media_port_min,
@@ -77,8 +83,8 @@ async fn start(
         rtp_timeout: config.rtp_timeout,
     })
     .map_err(B2buaError::Media)?;
+    stats.set_media(&media);
     let (events, inbound) = mpsc::channel(1024);
-    let stats = Arc::new(TransportStats::default());
     let receiver = |side, peer| Receiver {
         side,
         peer,
@@ -113,7 +119,7 @@ async fn start(
         },
         rtp_timeout: config.rtp_timeout,
         registrar: registrar::Registrar::load(&config.state_dir),
-        transport_stats: stats,
+        stats,
         servers: HashMap::new(),
         clients: HashMap::new(),
         calls: HashMap::new(),

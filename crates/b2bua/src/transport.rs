@@ -66,7 +66,7 @@ pub(crate) struct Receiver {
     pub side: Side,
     pub peer: SocketAddr,
     pub events: mpsc::Sender<Inbound>,
-    pub stats: Arc<TransportStats>,
+    pub stats: Arc<crate::stats::B2buaStats>,
 }
 
 impl SideTransport {
@@ -256,7 +256,11 @@ async fn read_loop(
                 Ok(StreamEvent::Ping) => Some(Bytes::from_static(b"\r\n")),
                 Ok(StreamEvent::Pong) => None,
                 Err(error) => {
-                    receiver.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    receiver
+                        .stats
+                        .transport
+                        .malformed
+                        .fetch_add(1, Ordering::Relaxed);
                     let side = receiver.side.as_str();
                     debug!(side, %remote, %error, "tcp stream unframeable; closing");
                     return;
@@ -275,7 +279,10 @@ impl Receiver {
     fn admits(&self, source: SocketAddr) -> bool {
         let admitted = self.peer.ip() == source.ip();
         if !admitted {
-            self.stats.strangers.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .transport
+                .strangers
+                .fetch_add(1, Ordering::Relaxed);
             trace!(side = self.side.as_str(), %source, "sip from a stranger dropped");
         }
         admitted
@@ -286,13 +293,19 @@ impl Receiver {
         match receive(bytes) {
             Disposition::Accept(message) => self.hand_on(source, message).await,
             Disposition::Answer(response) => {
-                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .transport
+                    .malformed
+                    .fetch_add(1, Ordering::Relaxed);
                 let (side, status) = (self.side.as_str(), response.status);
                 debug!(side, %source, status, "request refused");
                 Some(Bytes::from(response.to_bytes()))
             }
             Disposition::Discard(reason) => {
-                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .transport
+                    .malformed
+                    .fetch_add(1, Ordering::Relaxed);
                 debug!(side = self.side.as_str(), %source, %reason, "malformed sip dropped");
                 None
             }

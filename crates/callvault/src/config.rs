@@ -256,6 +256,9 @@ pub(crate) struct Storage {
     /// recording then starts at the first early media instead of the answer.
     pub(crate) early_media: bool,
     pub(crate) retention_months: u32,
+    /// Free space on the data directory below which the daemon warns; 0 turns
+    /// the warning off.
+    pub(crate) min_free_mb: u64,
 }
 
 impl Default for Storage {
@@ -268,6 +271,7 @@ impl Default for Storage {
             channels: Channels::Stereo,
             early_media: false,
             retention_months: 36,
+            min_free_mb: 1024,
         }
     }
 }
@@ -548,7 +552,8 @@ impl Storage {
         if self.key_file.as_os_str().is_empty() {
             return Err(ConfigError::key("storage.key_file", "must not be empty"));
         }
-        within("storage.retention_months", self.retention_months, 1, 120)
+        within("storage.retention_months", self.retention_months, 1, 120)?;
+        within("storage.min_free_mb", self.min_free_mb, 0, 1 << 30)
     }
 }
 
@@ -718,6 +723,7 @@ mod tests {
         assert_eq!(config.storage.format, AudioFormat::Opus);
         assert_eq!(config.storage.channels, Channels::Stereo);
         assert_eq!(config.storage.retention_months, 36);
+        assert_eq!(config.storage.min_free_mb, 1024);
         assert_eq!(config.log.format, LogFormat::Text);
         assert!(!config.log.show_numbers);
     }

@@ -6,8 +6,10 @@
 mod admin;
 mod cli;
 mod config;
+mod housekeeping;
 mod keys;
 mod logging;
+mod metrics;
 mod operator;
 mod opt_out;
 mod policy;

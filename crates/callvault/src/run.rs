@@ -2,14 +2,15 @@
 //!
 //! Signals are handled here and nowhere else. SIGTERM or SIGINT asks the
 //! B2BUA to shut down; a second one ends the process at once. SIGHUP reloads
-//! the recording policy from the config file and the opt-out list.
+//! the recording policy from the config file and the opt-out list, and the
+//! log level.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use callvault_b2bua::{B2buaConfig, SideConfig};
+use callvault_b2bua::{B2buaConfig, B2buaStats, SideConfig};
 use callvault_policy::Rule;
 use callvault_store::audit::AuditAction;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -61,18 +62,32 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     let signal_task = tokio::spawn(signals.handle(stop, reload));
     let opt_out_watch = tokio::spawn(watch_opt_outs(Arc::clone(&policy)));
 
-    let recorder = start_recorder(&config, store, keyring).context("cannot start the recorder")?;
+    // Bound before the recorder and retention start: a taken address stops start-up.
+    let metrics_listener = crate::metrics::bind(config.metrics.listen).await?;
+    let recorder = start_recorder(&config, Arc::clone(&store), keyring)
+        .context("cannot start the recorder")?;
     let hook = RecordingHook::new(recorder.handle(), Arc::clone(&policy), &config)?;
     let hook = Arc::new(hook);
+    let (housekeeping, _housekeeping_tasks) = crate::housekeeping::start(&config, store);
+    let b2bua_stats = Arc::new(B2buaStats::default());
+    let sources = crate::metrics::Sources {
+        b2bua: Arc::clone(&b2bua_stats),
+        recorder: recorder.handle(),
+        policy: Arc::clone(&policy),
+        housekeeping,
+        started_ms: callvault_store::file::unix_ms_now(),
+    };
+    let metrics_task = crate::metrics::spawn(metrics_listener, sources);
 
     log_started(&b2bua);
-    let outcome = callvault_b2bua::serve(b2bua, hook, async {
+    let outcome = callvault_b2bua::serve(b2bua, hook, b2bua_stats, async {
         // An error means the signal task is gone; stopping is then right too.
         let _ = stopped.await;
     })
     .await;
     signal_task.abort();
     opt_out_watch.abort();
+    metrics_task.abort();
     // The B2BUA ended every call as it stopped; their recordings finish now.
     recorder.shutdown(RECORDER_GRACE).await;
     log_excluded(&policy);
@@ -261,7 +276,11 @@ impl Signals {
                 _ = self.hangup.recv() => {
                     info!(signal = "SIGHUP", "reload requested");
                     let (policy, source) = (Arc::clone(&reload.policy), reload.source.clone());
-                    let _ = tokio::task::spawn_blocking(move || policy.reload_rules(&source)).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        policy.reload_rules(&source);
+                        crate::logging::reload(&source);
+                    })
+                    .await;
                     continue;
                 }
             };

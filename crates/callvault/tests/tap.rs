@@ -70,7 +70,7 @@ impl InProcess {
                 let _ = stopped.await;
             };
             runtime
-                .block_on(serve(serving, hook, shutdown))
+                .block_on(serve(serving, hook, Default::default(), shutdown))
                 .expect("serve");
         });
         for address in [config.pbx.listen, config.trunk.listen] {

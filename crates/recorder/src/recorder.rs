@@ -68,6 +68,15 @@ pub struct RecorderStats {
     pub transcoded: u64,
     /// Recordings that could not be transcoded and stay as recorded live.
     pub transcoding_failed: u64,
+    /// Encoded audio written into recording files, before encryption's framing.
+    pub bytes_written: u64,
+    /// When audio last reached a recording file, in Unix milliseconds; 0 before.
+    pub last_write_unix_ms: u64,
+    /// How long audio waited, summed over writes, between the pipeline making it
+    /// and the file holding it; with `writes`, the recorder's mean lag.
+    pub write_lag_total: Duration,
+    /// Writes of audio into recording files that succeeded.
+    pub writes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +86,10 @@ struct Counters {
     degraded: AtomicU64,
     failed: AtomicU64,
     missed: AtomicU64,
+    bytes_written: AtomicU64,
+    last_write_unix_ms: AtomicU64,
+    write_lag_micros: AtomicU64,
+    writes: AtomicU64,
 }
 
 /// What every call's task shares.
@@ -124,6 +137,20 @@ impl Shared {
             Outcome::NotIndexed | Outcome::NotWritten => &self.counters.missed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Called once `bytes` of audio reached a file, `lag` after it was made.
+    pub(crate) fn wrote(&self, bytes: usize, lag: Duration) {
+        let counters = &self.counters;
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        counters.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        let lag = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        counters.write_lag_micros.fetch_add(lag, Ordering::Relaxed);
+        counters.writes.fetch_add(1, Ordering::Relaxed);
+        let now = u64::try_from(unix_ms(SystemTime::now())).unwrap_or(0);
+        counters
+            .last_write_unix_ms
+            .fetch_max(now, Ordering::Relaxed);
     }
 
     fn finishing(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
@@ -339,6 +366,10 @@ impl RecorderHandle {
             transcoding_waiting: transcode(|counters| &counters.waiting),
             transcoded: transcode(|counters| &counters.done),
             transcoding_failed: transcode(|counters| &counters.failed),
+            bytes_written: load(&counters.bytes_written),
+            last_write_unix_ms: load(&counters.last_write_unix_ms),
+            write_lag_total: Duration::from_micros(load(&counters.write_lag_micros)),
+            writes: load(&counters.writes),
         }
     }
 

@@ -195,12 +195,15 @@ struct Sink {
     job: Option<JoinHandle<Job>>,
     pending: Vec<u8>,
     pending_duration: Duration,
+    /// When the oldest pending audio was made, for the recorder's lag.
+    pending_since: Option<Instant>,
     last_hand_over: Instant,
     /// How much audio the writer seals at a time (`WriterOptions`).
     segment_interval: Duration,
     /// The `.part` file, once created, for recovery after a failed write.
     part_path: Option<PathBuf>,
     failed: bool,
+    shared: Arc<Shared>,
 }
 
 /// What a writer job gives back.
@@ -236,10 +239,12 @@ impl Sink {
             job: Some(job),
             pending: Vec::new(),
             pending_duration: Duration::ZERO,
+            pending_since: None,
             last_hand_over: Instant::now(),
             segment_interval: task.shared.config.writer.segment_interval,
             part_path: None,
             failed: false,
+            shared: Arc::clone(&task.shared),
         }
     }
 
@@ -247,6 +252,9 @@ impl Sink {
     fn gather(&mut self, audio: &[u8], duration: Duration, trouble: &mut Trouble) {
         if self.failed {
             return;
+        }
+        if !audio.is_empty() {
+            self.pending_since.get_or_insert_with(Instant::now);
         }
         self.pending.extend_from_slice(audio);
         self.pending_duration += duration;
@@ -258,6 +266,7 @@ impl Sink {
             trouble.backlog_dropped += self.pending_duration;
             self.pending.clear();
             self.pending_duration = Duration::ZERO;
+            self.pending_since = None;
         }
     }
 
@@ -283,8 +292,13 @@ impl Sink {
     fn hand_over(&mut self, mut writer: RecordingWriter) {
         let audio = std::mem::take(&mut self.pending);
         let duration = std::mem::replace(&mut self.pending_duration, Duration::ZERO);
+        let made = self.pending_since.take().unwrap_or_else(Instant::now);
+        let shared = Arc::clone(&self.shared);
         self.job = Some(tokio::task::spawn_blocking(move || {
             let result = writer.write_audio(&audio, duration);
+            if result.is_ok() {
+                shared.wrote(audio.len(), made.elapsed());
+            }
             Job {
                 writer: Some(writer),
                 result,
@@ -338,12 +352,18 @@ impl Sink {
         }
         let writer = self.writer.take();
         let (audio, duration) = (self.pending, self.pending_duration);
+        let made = self.pending_since.unwrap_or_else(Instant::now);
         let part_path = self.part_path;
         let shared = Arc::clone(shared);
         // The blocking pool does not carry the call's span along by itself.
         let span = tracing::Span::current();
         let finishing = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| finish_file(&shared, writer, part_path, &audio, duration, metadata))
+            let written = Written {
+                audio: &audio,
+                duration,
+                made,
+            };
+            span.in_scope(|| finish_file(&shared, writer, part_path, written, metadata))
         });
         match finishing.await {
             Ok(outcome) => outcome,
@@ -365,19 +385,26 @@ pub(crate) enum Outcome {
     NotWritten,
 }
 
+/// The last audio of a recording, and when its oldest part was made.
+struct Written<'a> {
+    audio: &'a [u8],
+    duration: Duration,
+    made: Instant,
+}
+
 /// On the blocking pool: the last audio, the final segment, the index entry.
 fn finish_file(
     shared: &Shared,
     writer: Option<RecordingWriter>,
     part_path: Option<PathBuf>,
-    audio: &[u8],
-    duration: Duration,
+    last: Written<'_>,
     metadata: RecordingMetadata,
 ) -> Outcome {
     let finished = match writer {
         Some(mut writer) => writer
-            .write_audio(audio, duration)
+            .write_audio(last.audio, last.duration)
             .and_then(|()| writer.finish(&metadata))
+            .inspect(|_| shared.wrote(last.audio.len(), last.made.elapsed()))
             .map(|path| (path, metadata.clone()))
             .or_else(|error| {
                 let reason = format!("finishing the recording failed: {error}");
