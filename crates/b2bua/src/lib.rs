@@ -7,6 +7,7 @@
 
 mod call;
 mod config;
+mod control;
 mod core;
 mod dispatch;
 mod early;
@@ -31,6 +32,7 @@ use tracing::info;
 /// What a hook needs to mirror a call's media.
 pub use callvault_media::{tap, Side, Tap, TapPacket, TapReceiver};
 pub use config::{B2buaConfig, SideConfig, Transport};
+pub use control::{control_channel, Controller, Controls, Health};
 pub use hook::{
     CallDirection, CallHook, CallInfo, EarlyAnnouncement, EndReason, MediaUpdate, NoRecording,
     TapChange,
@@ -55,14 +57,35 @@ pub enum B2buaError {
     },
 }
 
-/// Runs the B2BUA until `shutdown` resolves, then ends every call.
+/// Runs the B2BUA until `shutdown` resolves, then ends every call at once.
 pub async fn serve(
     config: B2buaConfig,
     hook: Arc<dyn CallHook>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), B2buaError> {
+    let (controller, controls) = control_channel();
     let (core, inbound) = start(config, hook).await?;
-    core.run(inbound, shutdown).await;
+    let run = core.run(inbound, controls);
+    tokio::pin!(run);
+    tokio::select! {
+        () = &mut run => return Ok(()),
+        () = shutdown => {}
+    }
+    // With its last controller gone, the loop ends every call and returns.
+    drop(controller);
+    run.await;
+    Ok(())
+}
+
+/// Runs the B2BUA until a drain through `controls` ends, or every
+/// [`Controller`] is dropped.
+pub async fn serve_controlled(
+    config: B2buaConfig,
+    hook: Arc<dyn CallHook>,
+    controls: Controls,
+) -> Result<(), B2buaError> {
+    let (core, inbound) = start(config, hook).await?;
+    core.run(inbound, controls).await;
     Ok(())
 }
 
@@ -119,6 +142,7 @@ async fn start(
         calls: HashMap::new(),
         call_index: HashMap::new(),
         next_call: 1,
+        draining: None,
     };
     Ok((core, inbound))
 }

@@ -9,9 +9,11 @@ mod keys;
 mod logging;
 mod operator;
 mod opt_out;
+mod pid_file;
 mod policy;
 mod recording;
 mod run;
+mod systemd;
 
 use std::process::ExitCode;
 
