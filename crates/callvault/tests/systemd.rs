@@ -1,6 +1,6 @@
 //! callvault under systemd: the notification protocol through the real
-//! binary, one daemon per data directory, and the service unit as
-//! `systemd-analyze` judges it.
+//! binary, and the service unit as `systemd-analyze` judges it. (One daemon
+//! per data directory is tested in store.rs.)
 
 mod support;
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::callvault::{callvault_binary, callvault_command, Callvault};
+use support::callvault::{callvault_binary, Callvault};
 use support::config::TestConfig;
 use support::ports::{is_bound, Protocol};
 use support::temp::TempDir;
@@ -124,26 +124,6 @@ fn sighup_is_framed_by_reloading_and_ready() {
     daemon.callvault.signal("TERM");
     receive_until(socket, "STOPPING=1");
     assert!(daemon.callvault.wait_for_exit(STOP_TIMEOUT).success());
-}
-
-#[test]
-fn second_daemon_on_the_same_data_directory_fails_with_one_line() {
-    let dir = TempDir::new("second-daemon");
-    let config = TestConfig::on_free_ports(&dir);
-    let path = config.write(&dir);
-    let first = Callvault::start(&config, &dir);
-
-    let second = callvault_command(&["run", "--config", path.to_str().unwrap()]);
-    assert_eq!(second.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    let expected = format!(
-        "error: the data directory {} is in use by another callvault (pid {})",
-        config.data_dir.display(),
-        first.pid()
-    );
-    assert!(stderr.starts_with(&expected), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    drop(first);
 }
 
 /// The unit as installed, with ExecStart pointing at the binary under test
