@@ -6,7 +6,6 @@
 //! SIP message is small next to the RTP that the media tasks carry on their own.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, trace, Instrument as _};
 
 use crate::call::{Call, CallRef};
+use crate::control::Controls;
 use crate::hook::CallHook;
 use crate::registrar::Registrar;
 use crate::rewrite::LocalAddress;
@@ -96,6 +96,8 @@ pub(crate) struct Core {
     /// Calls by the Call-ID of each of their legs.
     pub call_index: HashMap<(Side, String), CallRef>,
     pub next_call: CallRef,
+    /// When a drain for shutdown ends; new calls are refused until then.
+    pub draining: Option<Instant>,
 }
 
 impl std::fmt::Debug for Core {
@@ -107,13 +109,12 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Runs until `shutdown` resolves, then ends every call.
+    /// Runs until a drain is over or every controller is gone, then ends every call.
     pub(crate) async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
-        shutdown: impl Future<Output = ()>,
+        mut controls: Controls,
     ) {
-        tokio::pin!(shutdown);
         let mut sweep = tokio::time::interval(MEDIA_SWEEP);
         loop {
             let deadline = self.next_deadline();
@@ -124,7 +125,18 @@ impl Core {
                     self.sweep_media().await;
                     self.answer_forgotten_requests().await;
                 }
-                () = &mut shutdown => break,
+                control = controls.recv() => match control {
+                    Some(control) => self.on_control(control),
+                    None => break,
+                },
+                () = sleep_until_optional(self.draining) => {
+                    info!(active_calls = self.calls.len(), "grace period over");
+                    break;
+                }
+            }
+            if self.is_drained() {
+                info!("drained: every call has ended");
+                break;
             }
         }
         self.end_all_calls().await;

@@ -79,6 +79,9 @@ impl Core {
             return;
         }
         match request.method {
+            Method::Invite if self.draining.is_some() => {
+                self.refuse_while_draining(&key, &request).await;
+            }
             Method::Invite => self.on_invite(side, request, key).await,
             Method::Register if side == Side::Pbx => self.relay_register(request, key).await,
             Method::Options if is_addressed_to_us(&request.uri) => {

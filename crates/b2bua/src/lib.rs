@@ -7,6 +7,7 @@
 
 mod call;
 mod config;
+mod control;
 mod core;
 mod dispatch;
 mod early;
@@ -32,6 +33,7 @@ use tracing::info;
 /// What a hook needs to mirror a call's media.
 pub use callvault_media::{tap, Side, Tap, TapPacket, TapReceiver};
 pub use config::{B2buaConfig, SideConfig, Transport};
+pub use control::{control_channel, Controller, Controls, Health};
 pub use hook::{
     CallDirection, CallHook, CallInfo, EarlyAnnouncement, EndReason, MediaUpdate, NoRecording,
     TapChange,
@@ -57,7 +59,7 @@ pub enum B2buaError {
     },
 }
 
-/// Runs the B2BUA until `shutdown` resolves, then ends every call.
+/// Runs the B2BUA until `shutdown` resolves, then ends every call at once.
 ///
 /// `stats` is counted into as the B2BUA works; the caller reads it for metrics.
 pub async fn serve(
@@ -66,8 +68,30 @@ pub async fn serve(
     stats: Arc<B2buaStats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), B2buaError> {
+    let (controller, controls) = control_channel();
     let (core, inbound) = start(config, hook, stats).await?;
-    core.run(inbound, shutdown).await;
+    let run = core.run(inbound, controls);
+    tokio::pin!(run);
+    tokio::select! {
+        () = &mut run => return Ok(()),
+        () = shutdown => {}
+    }
+    // With its last controller gone, the loop ends every call and returns.
+    drop(controller);
+    run.await;
+    Ok(())
+}
+
+/// Runs the B2BUA until a drain through `controls` ends, or every
+/// [`Controller`] is dropped.
+pub async fn serve_controlled(
+    config: B2buaConfig,
+    hook: Arc<dyn CallHook>,
+    stats: Arc<B2buaStats>,
+    controls: Controls,
+) -> Result<(), B2buaError> {
+    let (core, inbound) = start(config, hook, stats).await?;
+    core.run(inbound, controls).await;
     Ok(())
 }
 
@@ -125,6 +149,7 @@ async fn start(
         calls: HashMap::new(),
         call_index: HashMap::new(),
         next_call: 1,
+        draining: None,
     };
     Ok((core, inbound))
 }

@@ -233,11 +233,16 @@ impl Default for Media {
 #[serde(deny_unknown_fields, default, expecting = "a table")]
 pub(crate) struct Sip {
     pub(crate) t1_ms: u64,
+    /// How long calls in progress may go on after a stop signal.
+    pub(crate) shutdown_grace_seconds: u64,
 }
 
 impl Default for Sip {
     fn default() -> Self {
-        Self { t1_ms: 500 }
+        Self {
+            t1_ms: 500,
+            shutdown_grace_seconds: 30,
+        }
     }
 }
 
@@ -540,7 +545,13 @@ impl Media {
 
 impl Sip {
     fn validate(&self) -> Result<(), ConfigError> {
-        within("sip.t1_ms", self.t1_ms, 10, 10_000)
+        within("sip.t1_ms", self.t1_ms, 10, 10_000)?;
+        within(
+            "sip.shutdown_grace_seconds",
+            self.shutdown_grace_seconds,
+            0,
+            3_600,
+        )
     }
 }
 
@@ -720,6 +731,7 @@ mod tests {
         assert_eq!(config.media.rtp_timeout_seconds, 60);
         assert_eq!(config.media.tap_queue_packets, 512);
         assert_eq!(config.sip.t1_ms, 500);
+        assert_eq!(config.sip.shutdown_grace_seconds, 30);
         assert_eq!(config.storage.format, AudioFormat::Opus);
         assert_eq!(config.storage.channels, Channels::Stereo);
         assert_eq!(config.storage.retention_months, 36);

@@ -12,10 +12,12 @@ mod logging;
 mod metrics;
 mod operator;
 mod opt_out;
+mod pid_file;
 mod policy;
 mod recording;
 mod run;
 mod staff;
+mod systemd;
 
 use std::process::ExitCode;
 

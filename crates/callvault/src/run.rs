@@ -1,25 +1,28 @@
 //! The daemon: wiring the configuration into the B2BUA, and signals.
 //!
 //! Signals are handled here and nowhere else. SIGTERM or SIGINT asks the
-//! B2BUA to shut down; a second one ends the process at once. SIGHUP reloads
-//! the recording policy from the config file and the opt-out list, and the
-//! log level.
+//! B2BUA to drain: new calls are refused, calls in progress get
+//! `[sip] shutdown_grace_seconds` to end, then the rest are hung up. A second
+//! one ends the process at once. SIGHUP reloads the recording policy from the
+//! config file and the opt-out list, and the log level. systemd hears of each
+//! step (`systemd`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use callvault_b2bua::{B2buaConfig, B2buaStats, SideConfig};
+use callvault_b2bua::{B2buaConfig, B2buaStats, Controller, SideConfig};
 use callvault_policy::Rule;
 use callvault_store::audit::AuditAction;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, Source};
+use crate::pid_file::PidFile;
 use crate::policy::PolicyState;
 use crate::recording::{start_recorder, RecordingHook};
+use crate::systemd::{Notifier, State};
 
 /// How long recordings may take to be written and indexed once the B2BUA stopped.
 const RECORDER_GRACE: Duration = Duration::from_secs(10);
@@ -29,6 +32,9 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until a stop signal, on its own runtime.
 pub(crate) fn run(config: Config, source: &Source) -> anyhow::Result<()> {
+    // Before anything is logged or opened: a second daemon on the same data
+    // says so in one line and touches nothing.
+    let _pid_file = PidFile::claim(&config.storage.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("callvault")
@@ -54,10 +60,17 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     // Handlers are installed before "started" is logged, so that a stop
     // signal sent as soon as the line appears is never fatal.
     let signals = Signals::install().context("cannot install signal handlers")?;
-    let (stop, stopped) = oneshot::channel();
+    let notifier = Arc::new(Notifier::from_env());
+    let (controller, controls) = callvault_b2bua::control_channel();
+    let stop = Stop {
+        controller: controller.clone(),
+        notifier: Arc::clone(&notifier),
+        grace: Duration::from_secs(config.sip.shutdown_grace_seconds),
+    };
     let reload = Reload {
         policy: Arc::clone(&policy),
         source: source.clone(),
+        notifier: Arc::clone(&notifier),
     };
     let signal_task = tokio::spawn(signals.handle(stop, reload));
     let opt_out_watch = tokio::spawn(watch_opt_outs(Arc::clone(&policy)));
@@ -80,12 +93,18 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     let metrics_task = crate::metrics::spawn(metrics_listener, sources);
 
     log_started(&b2bua);
-    let outcome = callvault_b2bua::serve(b2bua, hook, b2bua_stats, async {
-        // An error means the signal task is gone; stopping is then right too.
-        let _ = stopped.await;
-    })
-    .await;
+    let supervisor = notifier.is_enabled().then(|| {
+        let supervise = crate::systemd::supervise(notifier, controller.clone());
+        tokio::spawn(supervise)
+    });
+    // `controller` lives on until the B2BUA stops: were every controller
+    // dropped, it would end its calls at once instead of draining them.
+    let outcome = callvault_b2bua::serve_controlled(b2bua, hook, b2bua_stats, controls).await;
+    drop(controller);
     signal_task.abort();
+    if let Some(supervisor) = supervisor {
+        supervisor.abort();
+    }
     opt_out_watch.abort();
     metrics_task.abort();
     // The B2BUA ended every call as it stopped; their recordings finish now.
@@ -235,6 +254,40 @@ async fn watch_opt_outs(policy: Arc<PolicyState>) {
 struct Reload {
     policy: Arc<PolicyState>,
     source: Source,
+    notifier: Arc<Notifier>,
+}
+
+impl Reload {
+    /// Reloads the recording policy and the log level, with systemd told
+    /// around it.
+    async fn reload(&self) {
+        info!(signal = "SIGHUP", "reload requested");
+        self.notifier.tell(&[State::Reloading]);
+        let (policy, source) = (Arc::clone(&self.policy), self.source.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            policy.reload_rules(&source);
+            crate::logging::reload(&source);
+        })
+        .await;
+        self.notifier.tell(&[State::Ready]);
+    }
+}
+
+/// What the first stop signal starts: a drain of the B2BUA.
+struct Stop {
+    controller: Controller,
+    notifier: Arc<Notifier>,
+    grace: Duration,
+}
+
+impl Stop {
+    async fn begin(&self, signal: &str) {
+        let grace_seconds = self.grace.as_secs();
+        info!(signal, grace_seconds, "shutdown requested");
+        let status = State::Status("draining for shutdown".to_owned());
+        self.notifier.tell(&[State::Stopping, status]);
+        self.controller.drain(self.grace).await;
+    }
 }
 
 fn log_excluded(policy: &PolicyState) {
@@ -265,38 +318,28 @@ impl Signals {
         })
     }
 
-    /// Turns the first stop signal into `stop`, a second one into an exit, and
-    /// SIGHUP into a reload of the recording policy.
-    async fn handle(mut self, stop: oneshot::Sender<()>, reload: Reload) {
-        let mut stop = Some(stop);
+    /// Turns the first stop signal into a drain, a second one into an exit,
+    /// and SIGHUP into a reload of the recording policy.
+    async fn handle(mut self, stop: Stop, reload: Reload) {
+        let mut stopping = false;
         loop {
             let name = tokio::select! {
                 _ = self.terminate.recv() => "SIGTERM",
                 _ = self.interrupt.recv() => "SIGINT",
                 _ = self.hangup.recv() => {
-                    info!(signal = "SIGHUP", "reload requested");
-                    let (policy, source) = (Arc::clone(&reload.policy), reload.source.clone());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        policy.reload_rules(&source);
-                        crate::logging::reload(&source);
-                    })
-                    .await;
+                    reload.reload().await;
                     continue;
                 }
             };
-            match stop.take() {
-                Some(sender) => {
-                    info!(signal = name, "shutdown requested");
-                    let _ = sender.send(());
-                }
-                None => {
-                    warn!(
-                        signal = name,
-                        "second stop signal: exiting without a clean shutdown"
-                    );
-                    std::process::exit(1);
-                }
+            if stopping {
+                warn!(
+                    signal = name,
+                    "second stop signal: exiting without a clean shutdown"
+                );
+                std::process::exit(1);
             }
+            stopping = true;
+            stop.begin(name).await;
         }
     }
 }

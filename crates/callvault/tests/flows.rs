@@ -14,9 +14,9 @@ use callvault_store::keys::Keyring;
 use callvault_store::{EventKind, Party, RecordingMetadata, RecordingStatus};
 use support::callvault::Callvault;
 use support::config::TestConfig;
-use support::ports::Protocol;
+use support::ports::{free_udp_address, Protocol};
 use support::rtp::{audio_port_in_log, RtpCall, RtpPeer};
-use support::sipp::{Sipp, SippOutcome};
+use support::sipp::{Sipp, SippOutcome, SippProcess};
 use support::temp::TempDir;
 
 /// Which side places the call.
@@ -342,37 +342,112 @@ fn silent_media_ends_the_call_with_bye_on_both_sides() {
     assert!((1.9..4.0).contains(&seconds), "recorded {seconds} s");
 }
 
+/// `[sip] shutdown_grace_seconds` for a test of the drain.
+fn grace(seconds: u64) -> impl FnOnce(&mut TestConfig) {
+    move |config| config.extra = format!("[sip]\nshutdown_grace_seconds = {seconds}\n")
+}
+
+/// A call placed by the PBX, in progress when callvault is sent SIGTERM.
+struct StoppedMidCall {
+    uac: SippProcess,
+    uas: SippProcess,
+    stopped_at: std::time::Instant,
+}
+
+impl StoppedMidCall {
+    fn run(flow: &mut Flow, uac: &str, uas: &str, uac_args: &[&str]) -> Self {
+        let (from, to, entry) = flow.addresses(Caller::Pbx);
+        let set = ["-set", "rtp", "40000", "-set", "sdpver", "1"];
+        let uas = Sipp::uas(&format!("flows/{uas}.xml"), to)
+            .args(&set)
+            .spawn(&flow.dir);
+        let uac = Sipp::uac(&format!("flows/{uac}.xml"), from, entry)
+            .args(&["-s", "07700900123", "-set", "caller", "205"])
+            .args(uac_args)
+            .args(&set)
+            .spawn(&flow.dir);
+        flow.callvault
+            .wait_for_log("recording started", Duration::from_secs(20));
+        let stopped_at = std::time::Instant::now();
+        flow.callvault.signal("TERM");
+        Self {
+            uac,
+            uas,
+            stopped_at,
+        }
+    }
+
+    /// Waits for both parties; both must have run their scenario to the end.
+    fn assert_both_completed(self) {
+        let (uac, uas) = (self.uac.wait(), self.uas.wait());
+        assert!(
+            uac.succeeded() && uas.succeeded(),
+            "{}\n{}",
+            uac.report(),
+            uas.report()
+        );
+    }
+}
+
 #[test]
-fn shutdown_mid_call_hangs_up_and_finishes_the_recording() {
-    let mut flow = Flow::start("shutdown-recording");
-    let (from, to, entry) = flow.addresses(Caller::Pbx);
-    let set = ["-set", "rtp", "40000", "-set", "sdpver", "1"];
-    let uas = Sipp::uas("flows/uas_answer.xml", to)
-        .args(&set)
-        .spawn(&flow.dir);
-    let uac = Sipp::uac("flows/uac_wait_bye.xml", from, entry)
-        .args(&["-s", "07700900123", "-set", "caller", "205"])
-        .args(&set)
-        .spawn(&flow.dir);
+fn shutdown_refuses_new_calls_and_hangs_up_the_rest_when_the_grace_period_ends() {
+    let grace_seconds = 6;
+    let mut flow = Flow::start_with("shutdown-drain", grace(grace_seconds));
+    // The caller sends an INFO 3 s after the answer, during the drain.
+    let call = StoppedMidCall::run(&mut flow, "uac_drain", "uas_drain", &[]);
     flow.callvault
-        .wait_for_log("recording started", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_secs(1));
-    flow.callvault.signal("TERM");
+        .wait_for_log("draining: new calls refused", support::STOP_TIMEOUT);
+
+    // A new call from the PBX's address, on a port of its own.
+    let entry = flow.config.pbx_listen;
+    let refused = Sipp::uac("flows/uac_refused_draining.xml", free_udp_address(), entry)
+        .label("refused")
+        .args(&["-s", "07700900456", "-set", "caller", "206"])
+        .args(&["-set", "rtp", "40004", "-set", "sdpver", "1"])
+        .run(&flow.dir);
+    assert!(refused.succeeded(), "{}", refused.report());
+
     let status = flow.callvault.wait_for_exit(Duration::from_secs(30));
+    let drained_for = call.stopped_at.elapsed();
     assert!(status.success(), "{}", flow.callvault.output());
-    let (uac, uas) = (uac.wait(), uas.wait());
-    assert!(
-        uac.succeeded() && uas.succeeded(),
-        "{}\n{}",
-        uac.report(),
-        uas.report()
-    );
+    // Both ran to their BYE: the INFO crossed the drain, and the call lasted.
+    call.assert_both_completed();
+    let grace = Duration::from_secs(grace_seconds);
+    assert!(drained_for >= grace, "stopped after {drained_for:?}");
 
     let recordings = finished_recordings(&flow, 1);
     let metadata = &recordings[0];
     assert_eq!(metadata.status, RecordingStatus::Complete);
     assert_eq!(metadata.end_reason.as_deref(), Some("the daemon shut down"));
-    assert!(recorded_seconds(metadata) >= 1.0);
+    assert!(recorded_seconds(metadata) >= grace_seconds as f64 - 1.0);
+}
+
+#[test]
+fn shutdown_ends_as_soon_as_the_last_call_hangs_up() {
+    let mut flow = Flow::start_with("shutdown-early", grace(120));
+    // The caller hangs up 3 s after the answer, well inside the grace period.
+    let call = StoppedMidCall::run(&mut flow, "uac_call", "uas_answer", &["-d", "3000"]);
+
+    let status = flow.callvault.wait_for_exit(Duration::from_secs(60));
+    assert!(status.success(), "{}", flow.callvault.output());
+    let drained_for = call.stopped_at.elapsed();
+    assert!(
+        drained_for < Duration::from_secs(30),
+        "stopped after {drained_for:?}"
+    );
+    call.assert_both_completed();
+    assert!(flow
+        .callvault
+        .output()
+        .contains("drained: every call has ended"));
+
+    let recordings = finished_recordings(&flow, 1);
+    let metadata = &recordings[0];
+    assert_eq!(metadata.status, RecordingStatus::Complete);
+    assert_eq!(
+        metadata.end_reason.as_deref(),
+        Some("BYE from the practice")
+    );
 }
 
 #[test]

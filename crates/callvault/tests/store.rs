@@ -101,22 +101,27 @@ fn daemon_stops_on_a_missing_index_until_reindex_rebuilds_it() {
 }
 
 #[test]
-fn a_second_daemon_on_the_same_data_is_refused() {
+fn a_second_daemon_on_the_same_data_is_refused_in_one_line_naming_it() {
     let dir = TempDir::new("store-twice");
     let config = TestConfig::on_free_ports(&dir);
-    let _running = Callvault::start(&config, &dir);
+    let running = Callvault::start(&config, &dir);
 
     let other = TempDir::new("store-twice-other");
     let mut second_config = TestConfig::on_free_ports(&other);
     second_config.data_dir = config.data_dir.clone();
     let path = second_config.write(&other);
     let mut second = Callvault::spawn(&["run", "--config", path.to_str().unwrap()], other.path());
-    assert!(!second.wait_for_exit(support::STOP_TIMEOUT).success());
-    assert!(
-        second.output().contains("daemon running"),
-        "{}",
-        second.output()
+    assert_eq!(second.wait_for_exit(support::STOP_TIMEOUT).code(), Some(1));
+    // The pipes are read on threads of their own, which may lag the exit.
+    support::wait_until(Duration::from_secs(5), || second.output().ends_with('\n'));
+    let output = second.output();
+    let expected = format!(
+        "error: the data directory {} is in use by another callvault (pid {})",
+        config.data_dir.display(),
+        running.pid()
     );
+    assert!(output.starts_with(&expected), "{output}");
+    assert_eq!(output.lines().count(), 1, "{output}");
 }
 
 #[test]

@@ -59,10 +59,19 @@ impl Callvault {
 
     /// Starts callvault with `args` in `directory`, without waiting.
     pub(crate) fn spawn(args: &[&str], directory: &Path) -> Self {
+        Self::spawn_with_env(args, directory, &[])
+    }
+
+    /// As `spawn`, with variables added to the environment, such as systemd's
+    /// `NOTIFY_SOCKET`.
+    pub(crate) fn spawn_with_env(args: &[&str], directory: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(callvault_binary())
             .args(args)
             .current_dir(directory)
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -93,6 +102,11 @@ impl Callvault {
             let why = if found { "exited" } else { "timed out" };
             self.fail(&format!("{why} before logging {needle:?}"));
         }
+    }
+
+    /// The process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.
