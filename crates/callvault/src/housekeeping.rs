@@ -13,7 +13,7 @@ use std::time::Duration;
 use callvault_store::audit::AuditAction;
 use callvault_store::file::unix_ms_now;
 use callvault_store::retention::PurgeMode;
-use callvault_store::Store;
+use callvault_store::{RecordingId, Store};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -99,8 +99,29 @@ impl Retention {
                 return;
             }
         };
+        self.audit_deletions(&report.deleted, months);
+        let count = |items: usize| u64::try_from(items).unwrap_or(u64::MAX);
+        let state = &self.state;
+        state
+            .retention_deleted
+            .fetch_add(count(report.deleted.len()), Ordering::Relaxed);
+        state
+            .retention_failed
+            .fetch_add(count(report.failed.len()), Ordering::Relaxed);
+        let now = u64::try_from(unix_ms_now()).unwrap_or(0);
+        state.retention_last_run_ms.store(now, Ordering::Relaxed);
+        // Last, once the metrics show the run.
+        info!(
+            deleted = report.deleted.len(),
+            failed = report.failed.len(),
+            months,
+            "retention run"
+        );
+    }
+
+    fn audit_deletions(&self, deleted: &[RecordingId], months: u32) {
         let reason = format!("past retention ({months} months)");
-        for id in &report.deleted {
+        for id in deleted {
             let (operator, target) = (Operator::daemon(), id.to_string());
             let audited = crate::keys::audit(
                 &self.config,
@@ -113,22 +134,6 @@ impl Retention {
                 error!(recording = %id, error = format!("{error:#}"), "a deletion was not audited");
             }
         }
-        info!(
-            deleted = report.deleted.len(),
-            failed = report.failed.len(),
-            months,
-            "retention run"
-        );
-        let count = |items: usize| u64::try_from(items).unwrap_or(u64::MAX);
-        let state = &self.state;
-        state
-            .retention_deleted
-            .fetch_add(count(report.deleted.len()), Ordering::Relaxed);
-        state
-            .retention_failed
-            .fetch_add(count(report.failed.len()), Ordering::Relaxed);
-        let now = u64::try_from(unix_ms_now()).unwrap_or(0);
-        state.retention_last_run_ms.store(now, Ordering::Relaxed);
     }
 }
 

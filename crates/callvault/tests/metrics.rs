@@ -248,7 +248,7 @@ fn retention_at_start_deletes_an_expired_recording_audits_and_counts_it() {
     assert!(reindexed.status.success(), "{reindexed:?}");
 
     let mut callvault = Callvault::start(&config, &dir);
-    callvault.wait_for_log("retention purge", SETTLE);
+    callvault.wait_for_log("retention run", SETTLE);
     let page = scrape(&config);
     assert_eq!(value(&page, names::RETENTION_DELETED), 1.0);
     assert_eq!(value(&page, names::RETENTION_FAILED), 0.0);
