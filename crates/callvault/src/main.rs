@@ -44,7 +44,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let source = Source::choose(cli.config);
             let config = source.load()?;
-            admin::refuse_if_daemon_runs(&config, "run")?;
+            // A second daemon is refused by the data directory's pid lock (run.rs).
             logging::init(&config.log)?;
             run::run(config, &source)
         }
