@@ -680,3 +680,56 @@ fn each_error_a_person_can_cause_is_one_line_and_a_failure() {
     assert!(error.contains("wrong key"), "{error}");
     assert!(!out.exists());
 }
+
+/// A tmpfs of `kib` KiB mounted at a new directory under `dir`, unmounted when
+/// dropped. The tests run as root (here and in CI); a mount that is refused
+/// fails the test with the reason rather than skipping it.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, kib: u32) -> Self {
+        let path = dir.join("small-disk");
+        fs::create_dir_all(&path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a {kib} KiB tmpfs at {} failed: these tests run as root",
+            path.display()
+        );
+        Self { path }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[test]
+fn an_export_onto_a_full_disk_fails_in_one_line_and_leaves_nothing_behind() {
+    let practice = Practice::new("staff-full-disk");
+    let disk = SmallDisk::mount(practice.dir.path(), 16);
+    let id = practice.id_where("callee", OUTBOUND_WAV);
+    let out = disk.path.join("call.wav");
+    let out_arg = out.to_str().unwrap();
+    let args = ["export", &id, "--format", "wav", "--out", out_arg];
+    let output = practice.run(&[&args[..], &["--reason", "clinical record"]].concat());
+    let error = assert_one_error_line(&args, &output);
+    assert!(error.contains("No space left on device"), "{error}");
+    let left: Vec<_> = fs::read_dir(&disk.path).unwrap().collect();
+    assert!(left.is_empty(), "nothing half-written stays: {left:?}");
+    let audit = practice.audit_log();
+    assert!(
+        !audit.lines().any(|l| l.contains("\"export\"")),
+        "a failed export is not recorded as done: {audit}"
+    );
+}
