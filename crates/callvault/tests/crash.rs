@@ -5,6 +5,12 @@
 //! (docs/recording.md, "What a crash loses"), index it, and restore the PBX's
 //! registration. Run with `--nocapture` to see the figures.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "a failed unwrap is a failed test, and the printed figures are its report"
+)]
+
 mod support;
 
 #[allow(dead_code, reason = "the test reads some of the names")]

@@ -7,12 +7,19 @@
 //! mount file systems, so they run as root (see `support::mount`). Run with
 //! `--nocapture` to see the figures.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "a failed unwrap is a failed test, and the printed figures are its report"
+)]
+
 mod support;
 
 #[allow(dead_code, reason = "the tests read some of the names")]
 #[path = "../src/metrics/names.rs"]
 mod names;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::callvault::Callvault;
@@ -41,7 +48,12 @@ fn wait_for_outcome(config: &TestConfig, outcome: &str, count: f64) {
 }
 
 /// A call from the PBX to the trunk whose audio must cross both ways whole.
-fn call(config: &TestConfig, label: &str, stream: Stream, during: impl FnOnce() + Send) {
+fn call(
+    config: &TestConfig,
+    label: &str,
+    stream: Stream,
+    during: impl FnOnce([SocketAddr; 2]) + Send,
+) {
     let dir = TempDir::new(label);
     let addresses = (config.pbx_peer, config.trunk_peer, config.pbx_listen);
     let call = RtpCall::run_with(&dir, addresses, ("201", "07700900123"), stream, during);
@@ -74,7 +86,7 @@ fn a_full_disk_fails_recordings_not_calls_and_recording_resumes_when_space_retur
 
     // The disk fills two seconds into a six-second call.
     let filler = std::sync::Mutex::new(None);
-    call(&config, "filled-mid-call", Stream::real_time(6), || {
+    call(&config, "filled-mid-call", Stream::real_time(6), |_| {
         std::thread::sleep(Duration::from_secs(2));
         *filler.lock().unwrap() = Some(fill(&config.data_dir));
     });
@@ -84,12 +96,12 @@ fn a_full_disk_fails_recordings_not_calls_and_recording_resumes_when_space_retur
     callvault.wait_for_log("recording failed; the call goes on unrecorded", SETTLE);
 
     // A call that starts on a full disk gets no file at all.
-    call(&config, "on-a-full-disk", Stream::SHORT, || {});
+    call(&config, "on-a-full-disk", Stream::SHORT, |_| {});
     wait_for_outcome(&config, "missed", 1.0);
     callvault.wait_for_log("no recording file could be made", SETTLE);
 
     std::fs::remove_file(filler).unwrap();
-    call(&config, "space-returned", Stream::SHORT, || {});
+    call(&config, "space-returned", Stream::SHORT, |_| {});
     wait_for_outcome(&config, "complete", 1.0);
     let page = scrape(&config);
     println!(
@@ -110,12 +122,12 @@ fn a_read_only_recordings_directory_costs_recordings_not_calls_until_it_is_writa
     let recordings = Mount::bind(&config.data_dir.join("recordings"));
 
     recordings.set_read_only(true);
-    call(&config, "read-only", Stream::SHORT, || {});
+    call(&config, "read-only", Stream::SHORT, |_| {});
     wait_for_outcome(&config, "missed", 1.0);
     callvault.wait_for_log("no recording file could be made", SETTLE);
 
     recordings.set_read_only(false);
-    call(&config, "writable-again", Stream::SHORT, || {});
+    call(&config, "writable-again", Stream::SHORT, |_| {});
     wait_for_outcome(&config, "complete", 1.0);
     assert_eq!(recorded(&config, "failed"), 0.0);
     assert!(callvault.is_running());

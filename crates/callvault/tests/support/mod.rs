@@ -23,6 +23,7 @@ pub(crate) mod metrics;
 pub(crate) mod mount;
 pub(crate) mod ports;
 pub(crate) mod process;
+pub(crate) mod recordings;
 pub(crate) mod rtp;
 pub(crate) mod sipp;
 pub(crate) mod temp;

@@ -186,17 +186,18 @@ impl RtpCall {
         caller: &str,
         callee: &str,
     ) -> Self {
-        Self::run_with(dir, addresses, (caller, callee), Stream::SHORT, || {})
+        Self::run_with(dir, addresses, (caller, callee), Stream::SHORT, |_| {})
     }
 
     /// As [`run_as`](Self::run_as), streaming `stream` each way, with `during`
-    /// run on a thread of its own while the audio flows.
+    /// run on a thread of its own while the audio flows; it is given callvault's
+    /// relay addresses, the caller's side first.
     pub(crate) fn run_with(
         dir: &TempDir,
         (from, to, entry): (SocketAddr, SocketAddr, SocketAddr),
         (caller, callee): (&str, &str),
         stream: Stream,
-        during: impl FnOnce() + Send,
+        during: impl FnOnce([SocketAddr; 2]) + Send,
     ) -> Self {
         let audio = std::fs::read(super::sipp_fixtures().join("speech.ulaw")).expect("audio");
         let frames: Vec<Vec<u8>> = audio
@@ -227,12 +228,12 @@ impl RtpCall {
         let callee_side = audio_port_in_log(uas.messages_log(), 0, wait).expect("offer SDP");
         let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         let gap = stream.gap;
-        let to_caller_side = (entry.ip(), caller_side).into();
-        let to_callee_side = (entry.ip(), callee_side).into();
+        let to_caller_side: SocketAddr = (entry.ip(), caller_side).into();
+        let to_callee_side: SocketAddr = (entry.ip(), callee_side).into();
         std::thread::scope(|scope| {
             scope.spawn(|| caller_rtp.send_stream(to_caller_side, &slices, CALLER_SSRC, gap));
             scope.spawn(|| callee_rtp.send_stream(to_callee_side, &slices, CALLEE_SSRC, gap));
-            scope.spawn(during);
+            scope.spawn(move || during([to_caller_side, to_callee_side]));
         });
         let at_callee = callee_rtp.wait_for(frames.len(), Duration::from_secs(5));
         let at_caller = caller_rtp.wait_for(frames.len(), Duration::from_secs(5));
