@@ -285,7 +285,7 @@ impl Core {
     }
 
     /// Ends calls whose session was not refreshed in time, then calls whose media has
-    /// been silent both ways for too long.
+    /// been silent for too long (see `is_silent`).
     pub(crate) async fn sweep_media(&mut self) {
         let now = Instant::now();
         let expired: Vec<CallRef> = self
@@ -404,6 +404,13 @@ pub(crate) fn session_expiry(headers: &callvault_sip::Headers, now: Instant) -> 
     Some(now + interval - margin)
 }
 
+/// Whether the call's media has been silent for `timeout`: both ways, or from a
+/// side that sent RTP and then stopped.
+///
+/// The second is a peer that vanished (a lost network, a crashed phone): the
+/// survivor usually goes on sending, and waiting for silence both ways would
+/// keep the call, and its recording, open for ever. A side that never sent is
+/// left alone, since some endpoints only listen. Hold stops the clock.
 fn is_silent(call: &Call, timeout: Duration) -> bool {
     let Some(answered) = call.answered else {
         return false;
@@ -411,13 +418,12 @@ fn is_silent(call: &Call, timeout: Duration) -> bool {
     if call.on_hold {
         return false;
     }
-    let last = call
-        .media
-        .stats()
-        .last_rtp
-        .unwrap_or(answered)
-        .max(answered);
-    last.elapsed() > timeout
+    let stats = call.media.stats();
+    let quiet = |last: Option<Instant>| last.unwrap_or(answered).max(answered).elapsed() > timeout;
+    let stopped = |last: Option<Instant>| last.is_some() && quiet(last);
+    quiet(stats.last_rtp)
+        || stopped(stats.pbx_to_trunk.last_rtp)
+        || stopped(stats.trunk_to_pbx.last_rtp)
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ pub struct B2buaConfig {
     /// First and last UDP port for RTP (RTCP uses the odd port above each RTP port).
     pub media_port_min: u16,
     pub media_port_max: u16,
-    /// A call whose media has been silent both ways for this long is ended.
+    /// A call whose media has been silent both ways, or from a side that had
+    /// been sending, for this long is ended.
     pub rtp_timeout: Duration,
     /// Where registration bindings are kept so they survive a restart.
     pub state_dir: PathBuf,

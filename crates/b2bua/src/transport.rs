@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use callvault_media::Side;
@@ -18,6 +19,7 @@ use callvault_sip::{Message, StreamEvent, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, trace};
 
 use crate::config::{SideConfig, Transport};
@@ -28,6 +30,13 @@ const MAX_DATAGRAM: usize = 65_535;
 
 /// Messages queued for one TCP connection before further ones are dropped.
 const CONNECTION_QUEUE: usize = 256;
+
+/// How long a TCP message may take from its first byte to its last, and an accepted
+/// connection to deliver its first message. A peer that trickles a byte a second, or
+/// connects and says nothing, would otherwise hold a task and a socket for ever; one
+/// task per connection means it never stalls other traffic, but it must still end.
+/// A connection may stay idle between whole messages, as a PBX's persistent one does.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A SIP message as it arrived, with where it came from.
 #[derive(Debug)]
@@ -184,10 +193,14 @@ async fn tcp_accept_loop(listener: TcpListener, connections: Arc<TcpConnections>
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(remote, writer.clone());
-        tokio::spawn(serve_connection(
-            stream,
+        let connection = Connection {
             remote,
             writer,
+            first_message_by: Some(Instant::now() + MESSAGE_TIMEOUT),
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            connection,
             queue,
             connections.clone(),
         ));
@@ -201,8 +214,13 @@ async fn connect(
     writer: mpsc::Sender<Bytes>,
     queue: mpsc::Receiver<Bytes>,
 ) {
+    let connection = Connection {
+        remote: to,
+        writer,
+        first_message_by: None,
+    };
     match TcpStream::connect(to).await {
-        Ok(stream) => serve_connection(stream, to, writer, queue, connections).await,
+        Ok(stream) => serve_connection(stream, connection, queue, connections).await,
         Err(error) => {
             let side = connections.receiver.side.as_str();
             debug!(side, %to, %error, "tcp connect failed");
@@ -215,15 +233,23 @@ async fn connect(
 /// callvault sent over it come back on it too (RFC 3261 §18.1.2).
 async fn serve_connection(
     stream: TcpStream,
-    remote: SocketAddr,
-    writer: mpsc::Sender<Bytes>,
+    connection: Connection,
     queue: mpsc::Receiver<Bytes>,
     connections: Arc<TcpConnections>,
 ) {
+    let remote = connection.remote;
     let (read, write) = stream.into_split();
     tokio::spawn(write_loop(write, queue));
-    read_loop(read, remote, writer, &connections.receiver).await;
+    read_loop(read, connection, &connections.receiver).await;
     connections.remove(remote);
+}
+
+/// One TCP connection as its read loop sees it.
+struct Connection {
+    remote: SocketAddr,
+    writer: mpsc::Sender<Bytes>,
+    /// For a connection the peer opened: when its first message must be whole.
+    first_message_by: Option<Instant>,
 }
 
 async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
@@ -234,42 +260,84 @@ async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut queue: mpsc:
     }
 }
 
-/// Reads one connection, frames it by Content-Length and hands messages on.
+/// Reads one connection, frames it by Content-Length and hands messages on, until
+/// the peer closes it, it cannot be framed, or a message is too slow to arrive.
 async fn read_loop(
     mut read: tokio::net::tcp::OwnedReadHalf,
-    remote: SocketAddr,
-    writer: mpsc::Sender<Bytes>,
+    connection: Connection,
     receiver: &Receiver,
 ) {
+    let remote = connection.remote;
     let mut framer = StreamFramer::new();
     let mut buffer = vec![0u8; 16 * 1024];
+    let mut deadline = connection.first_message_by;
     loop {
-        let n = match read.read(&mut buffer).await {
+        let read = read.read(&mut buffer);
+        let n = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let side = receiver.side.as_str();
+                    debug!(side, %remote, "tcp message too slow to arrive; closing");
+                    return;
+                }
+            },
+            None => read.await,
+        };
+        let n = match n {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
         framer.push(&buffer[..n]);
-        while let Some(event) = framer.pop() {
-            let reply = match event {
-                Ok(StreamEvent::Message(message)) => receiver.hand_on(remote, message).await,
-                Ok(StreamEvent::Malformed { frame, .. }) => receiver.deliver(remote, &frame).await,
-                Ok(StreamEvent::Ping) => Some(Bytes::from_static(b"\r\n")),
-                Ok(StreamEvent::Pong) => None,
-                Err(error) => {
-                    receiver
-                        .stats
-                        .transport
-                        .malformed
-                        .fetch_add(1, Ordering::Relaxed);
-                    let side = receiver.side.as_str();
-                    debug!(side, %remote, %error, "tcp stream unframeable; closing");
-                    return;
-                }
-            };
-            if let Some(reply) = reply {
-                let _ = writer.try_send(reply);
+        let Some(delivered) = deliver_framed(&mut framer, &connection, receiver).await else {
+            return;
+        };
+        deadline = next_deadline(deadline, delivered, framer.buffered_len());
+    }
+}
+
+/// Hands on every whole message the framer holds; `None` if the stream is
+/// unframeable, else how many there were.
+async fn deliver_framed(
+    framer: &mut StreamFramer,
+    connection: &Connection,
+    receiver: &Receiver,
+) -> Option<usize> {
+    let remote = connection.remote;
+    let mut delivered = 0;
+    while let Some(event) = framer.pop() {
+        delivered += 1;
+        let reply = match event {
+            Ok(StreamEvent::Message(message)) => receiver.hand_on(remote, message).await,
+            Ok(StreamEvent::Malformed { frame, .. }) => receiver.deliver(remote, &frame).await,
+            Ok(StreamEvent::Ping) => Some(Bytes::from_static(b"\r\n")),
+            Ok(StreamEvent::Pong) => None,
+            Err(error) => {
+                receiver
+                    .stats
+                    .transport
+                    .malformed
+                    .fetch_add(1, Ordering::Relaxed);
+                let side = receiver.side.as_str();
+                debug!(side, %remote, %error, "tcp stream unframeable; closing");
+                return None;
             }
+        };
+        if let Some(reply) = reply {
+            let _ = connection.writer.try_send(reply);
         }
+    }
+    Some(delivered)
+}
+
+/// When the message now arriving must be whole: nothing is due with no part of
+/// one held, and a message begun after a whole one has time of its own.
+fn next_deadline(deadline: Option<Instant>, delivered: usize, buffered: usize) -> Option<Instant> {
+    match (buffered, delivered, deadline) {
+        (0, 0, deadline) => deadline,
+        (0, _, _) => None,
+        (_, 0, Some(deadline)) => Some(deadline),
+        _ => Some(Instant::now() + MESSAGE_TIMEOUT),
     }
 }
 
@@ -321,5 +389,32 @@ impl Receiver {
         // The core has stopped only when the daemon is shutting down.
         let _ = self.events.send(inbound).await;
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_keeps_the_deadline_of_its_first_byte() {
+        let first = Instant::now() + Duration::from_secs(3);
+        assert_eq!(next_deadline(Some(first), 0, 10), Some(first));
+    }
+
+    #[test]
+    fn a_whole_message_lifts_the_deadline_until_the_next_begins() {
+        let first = Instant::now();
+        assert_eq!(next_deadline(Some(first), 1, 0), None);
+        let next = next_deadline(None, 0, 5).unwrap();
+        assert!(next >= first + MESSAGE_TIMEOUT);
+        let after_whole = next_deadline(Some(first), 1, 5).unwrap();
+        assert!(after_whole >= first + MESSAGE_TIMEOUT);
+    }
+
+    #[test]
+    fn a_silent_accepted_connection_keeps_its_first_deadline() {
+        let first = Instant::now();
+        assert_eq!(next_deadline(Some(first), 0, 0), Some(first));
     }
 }

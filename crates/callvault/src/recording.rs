@@ -345,7 +345,7 @@ fn describe(reason: EndReason) -> String {
         EndReason::Bye(Side::Pbx) => "BYE from the practice".to_owned(),
         EndReason::Cancelled => "cancelled before answer".to_owned(),
         EndReason::Failed(status) => format!("the call failed with status {status}"),
-        EndReason::MediaTimeout => "no RTP either way for the RTP timeout".to_owned(),
+        EndReason::MediaTimeout => "the RTP stopped for the RTP timeout".to_owned(),
         EndReason::TransactionTimeout => "a SIP transaction timed out".to_owned(),
         EndReason::SessionExpired => "the session timer expired unrefreshed".to_owned(),
         EndReason::Shutdown => "the daemon shut down".to_owned(),

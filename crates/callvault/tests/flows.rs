@@ -10,7 +10,6 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use callvault_store::keys::Keyring;
 use callvault_store::{EventKind, Party, RecordingMetadata, RecordingStatus};
 use support::callvault::Callvault;
 use support::config::TestConfig;
@@ -102,38 +101,8 @@ impl Flow {
 }
 
 /// Waits until `count` recordings are finished, and reads their metadata.
-///
-/// The recorder finishes a file just after the call ends, on its own threads.
 fn finished_recordings(flow: &Flow, count: usize) -> Vec<RecordingMetadata> {
-    let dir = flow.config.data_dir.join("recordings");
-    let files = || -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .map(|entry| entry.expect("a readable directory").path())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let done = support::wait_until(Duration::from_secs(20), || {
-        let files = files();
-        files.len() == count
-            && files
-                .iter()
-                .all(|file| file.extension() == Some("cvr".as_ref()))
-    });
-    assert!(
-        done,
-        "expected {count} finished recordings, found {:?}",
-        files()
-    );
-    let keys = Keyring::load(&flow.config.data_dir.join("master.key")).expect("the test's key");
-    files()
-        .iter()
-        .map(|file| {
-            callvault_store::file::read_metadata(file, &keys).expect("a readable recording")
-        })
-        .collect()
+    support::recordings::finished(&flow.config.data_dir, count)
 }
 
 /// Asserts that no recording was begun: no file at all, not even a `.part`.
@@ -336,7 +305,7 @@ fn silent_media_ends_the_call_with_bye_on_both_sides() {
     let metadata = &recordings[0];
     assert_eq!(
         metadata.end_reason.as_deref(),
-        Some("no RTP either way for the RTP timeout")
+        Some("the RTP stopped for the RTP timeout")
     );
     let seconds = recorded_seconds(metadata);
     assert!((1.9..4.0).contains(&seconds), "recorded {seconds} s");

@@ -10,8 +10,7 @@ mod support;
 #[path = "../src/metrics/names.rs"]
 mod names;
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, SystemTime};
 
 use callvault_store::file::{RecordingWriter, WriterOptions};
@@ -19,6 +18,7 @@ use callvault_store::keys::Keyring;
 use callvault_store::{CallDirection, RecordingId, RecordingMetadata, RecordingStatus};
 use support::callvault::{callvault_command, Callvault};
 use support::config::TestConfig;
+use support::metrics::{fetch, scrape, value};
 use support::rtp::RtpCall;
 use support::temp::TempDir;
 
@@ -27,36 +27,6 @@ const PATIENT: &str = "07700900123";
 
 /// How long a finished call's recording may take to be indexed.
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// Fetches `path` from the endpoint with `method`; returns the status line and body.
-fn fetch(address: SocketAddr, method: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(address).expect("the metrics endpoint accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a timeout");
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("an answer");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    (status, body.to_owned())
-}
-
-fn scrape(config: &TestConfig) -> String {
-    let (status, body) = fetch(config.metrics_listen, "GET", "/metrics");
-    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
-    body
-}
-
-/// The value of one series, such as `name{label="x"}`, in a scrape.
-fn value(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} is not in the scrape:\n{page}"))
-        .parse()
-        .unwrap_or_else(|error| panic!("{series}: {error}"))
-}
 
 fn now_seconds() -> f64 {
     let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);

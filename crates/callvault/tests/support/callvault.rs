@@ -124,6 +124,12 @@ impl Callvault {
         assert!(status.success(), "kill -s {name} {pid} failed");
     }
 
+    /// Kills the process with SIGKILL, as a crash would end it, and reaps it.
+    pub(crate) fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.status = Some(self.child.wait().unwrap());
+    }
+
     /// Waits for the process to exit; fails the test after `timeout`.
     pub(crate) fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut status = None;

@@ -133,6 +133,34 @@ pub(crate) fn audio_port_in_log(log: &Path, nth: usize, timeout: Duration) -> Op
 const CALLER_SSRC: u32 = 0x1111_1111;
 const CALLEE_SSRC: u32 = 0x2222_2222;
 
+/// How much audio each side of an [`RtpCall`] sends, and how fast.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stream {
+    /// 160-byte PCMU frames, `speech.ulaw` over and over.
+    pub(crate) frames: usize,
+    pub(crate) gap: Duration,
+}
+
+impl Stream {
+    /// Half a second: 50 frames, one every 10 ms.
+    pub(crate) const SHORT: Self = Self {
+        frames: 50,
+        gap: Duration::from_millis(10),
+    };
+
+    /// `seconds` of audio in real time: a frame every 20 ms.
+    pub(crate) fn real_time(seconds: usize) -> Self {
+        Self {
+            frames: seconds * 50,
+            gap: Duration::from_millis(20),
+        }
+    }
+
+    fn length(self) -> Duration {
+        self.gap * u32::try_from(self.frames).expect("a test's stream is short")
+    }
+}
+
 /// A call whose RTP both ways came from the test's own endpoints.
 pub(crate) struct RtpCall {
     /// What each side sent, 160-byte PCMU frames of `speech.ulaw`.
@@ -154,14 +182,28 @@ impl RtpCall {
     /// As [`run`](Self::run), with the From user and the dialled number given.
     pub(crate) fn run_as(
         dir: &TempDir,
-        (from, to, entry): (SocketAddr, SocketAddr, SocketAddr),
+        addresses: (SocketAddr, SocketAddr, SocketAddr),
         caller: &str,
         callee: &str,
+    ) -> Self {
+        Self::run_with(dir, addresses, (caller, callee), Stream::SHORT, |_| {})
+    }
+
+    /// As [`run_as`](Self::run_as), streaming `stream` each way, with `during`
+    /// run on a thread of its own while the audio flows; it is given callvault's
+    /// relay addresses, the caller's side first.
+    pub(crate) fn run_with(
+        dir: &TempDir,
+        (from, to, entry): (SocketAddr, SocketAddr, SocketAddr),
+        (caller, callee): (&str, &str),
+        stream: Stream,
+        during: impl FnOnce([SocketAddr; 2]) + Send,
     ) -> Self {
         let audio = std::fs::read(super::sipp_fixtures().join("speech.ulaw")).expect("audio");
         let frames: Vec<Vec<u8>> = audio
             .chunks_exact(160)
-            .take(50)
+            .cycle()
+            .take(stream.frames)
             .map(<[u8]>::to_vec)
             .collect();
         let (caller_rtp, callee_rtp) = (RtpPeer::bind(), RtpPeer::bind());
@@ -170,11 +212,13 @@ impl RtpCall {
             .args(&["-set", "rtp", &callee_port, "-set", "sdpver", "1"])
             .spawn(dir);
         let caller_port = caller_rtp.port().to_string();
+        // The caller hangs up 3.5 s after the streams would end.
+        let hold_ms = (stream.length() + Duration::from_millis(3500)).as_millis();
         let uac = Sipp::uac("flows/uac_call.xml", from, entry)
             .args(&[
                 "-s", callee, "-set", "caller", caller, "-set", "sdpver", "1",
             ])
-            .args(&["-set", "rtp", &caller_port, "-d", "4000"])
+            .args(&["-set", "rtp", &caller_port, "-d", &hold_ms.to_string()])
             .spawn(dir);
 
         // The caller's log holds its own offer, then callvault's answer; the callee's
@@ -183,12 +227,13 @@ impl RtpCall {
         let caller_side = audio_port_in_log(uac.messages_log(), 1, wait).expect("answer SDP");
         let callee_side = audio_port_in_log(uas.messages_log(), 0, wait).expect("offer SDP");
         let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-        let gap = Duration::from_millis(10);
-        let to_caller_side = (entry.ip(), caller_side).into();
-        let to_callee_side = (entry.ip(), callee_side).into();
+        let gap = stream.gap;
+        let to_caller_side: SocketAddr = (entry.ip(), caller_side).into();
+        let to_callee_side: SocketAddr = (entry.ip(), callee_side).into();
         std::thread::scope(|scope| {
             scope.spawn(|| caller_rtp.send_stream(to_caller_side, &slices, CALLER_SSRC, gap));
             scope.spawn(|| callee_rtp.send_stream(to_callee_side, &slices, CALLEE_SSRC, gap));
+            scope.spawn(move || during([to_caller_side, to_callee_side]));
         });
         let at_callee = callee_rtp.wait_for(frames.len(), Duration::from_secs(5));
         let at_caller = caller_rtp.wait_for(frames.len(), Duration::from_secs(5));

@@ -76,6 +76,13 @@ impl Sipp {
         self
     }
 
+    /// Gives SIPp a block of `count` media ports, for runs of many calls that each
+    /// stream RTP from a port of their own.
+    pub(crate) fn media_ports(mut self, count: u16) -> Self {
+        self.media_port = free_udp_port_block(count);
+        self
+    }
+
     /// Adds SIPp options, such as `["-s", "01632960123"]`.
     pub(crate) fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|arg| (*arg).to_owned()));
