@@ -43,11 +43,15 @@ static FLOODS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const STRANGER_SSRC: u32 = 0x5eed_5eed;
 
 /// A call from the PBX whose audio must cross both ways whole.
+///
+/// A flood on the call's own relay ports makes the kernel drop packets at those
+/// sockets whenever the machine is too busy to read them at once, real packets
+/// among them; up to 1 % of the call's may go, all the rest must cross intact.
 fn call_with(config: &TestConfig, stream: Stream, during: impl FnOnce([SocketAddr; 2]) + Send) {
     let dir = TempDir::new("hostile-call");
     let addresses = (config.pbx_peer, config.trunk_peer, config.pbx_listen);
     let call = RtpCall::run_with(&dir, addresses, ("201", "07700900123"), stream, during);
-    call.assert_relayed_unchanged();
+    call.assert_relayed_intact(call.frames.len() / 100);
     for packet in call.at_callee.iter().chain(&call.at_caller) {
         assert_ne!(
             packet[8..12],
