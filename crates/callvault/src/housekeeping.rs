@@ -14,8 +14,9 @@ use callvault_store::audit::AuditAction;
 use callvault_store::file::unix_ms_now;
 use callvault_store::retention::PurgeMode;
 use callvault_store::{RecordingId, Store};
-use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
+
+use crate::tasks::Tasks;
 
 use crate::config::Config;
 use crate::operator::Operator;
@@ -41,18 +42,6 @@ pub(crate) struct Housekeeping {
     pub(crate) min_free_bytes: u64,
 }
 
-/// The background tasks; aborted when the daemon stops.
-#[derive(Debug)]
-pub(crate) struct Tasks(Vec<JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
-}
-
 /// Starts retention and the disk watch.
 pub(crate) fn start(config: &Config, store: Arc<Store>) -> (Arc<Housekeeping>, Tasks) {
     let state = Arc::new(Housekeeping {
@@ -65,7 +54,7 @@ pub(crate) fn start(config: &Config, store: Arc<Store>) -> (Arc<Housekeeping>, T
         state: Arc::clone(&state),
     };
     let disk = watch_disk(config.storage.data_dir.clone(), Arc::clone(&state));
-    let tasks = Tasks(vec![tokio::spawn(retention.run()), tokio::spawn(disk)]);
+    let tasks = Tasks::from([tokio::spawn(retention.run()), tokio::spawn(disk)]);
     (state, tasks)
 }
 

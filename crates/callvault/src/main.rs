@@ -18,6 +18,7 @@ mod recording;
 mod run;
 mod staff;
 mod systemd;
+mod tasks;
 
 use std::process::ExitCode;
 

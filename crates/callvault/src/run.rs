@@ -23,6 +23,7 @@ use crate::pid_file::PidFile;
 use crate::policy::PolicyState;
 use crate::recording::{start_recorder, RecordingHook};
 use crate::systemd::{Notifier, State};
+use crate::tasks::Tasks;
 
 /// How long recordings may take to be written and indexed once the B2BUA stopped.
 const RECORDER_GRACE: Duration = Duration::from_secs(10);
@@ -57,32 +58,22 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", b2bua.state_dir.display()))?;
 
     let policy = Arc::new(PolicyState::load(&config)?);
-    // Handlers are installed before "started" is logged, so that a stop
-    // signal sent as soon as the line appears is never fatal.
-    let signals = Signals::install().context("cannot install signal handlers")?;
     let notifier = Arc::new(Notifier::from_env());
     let (controller, controls) = callvault_b2bua::control_channel();
-    let stop = Stop {
-        controller: controller.clone(),
-        notifier: Arc::clone(&notifier),
-        grace: Duration::from_secs(config.sip.shutdown_grace_seconds),
-    };
-    let reload = Reload {
-        policy: Arc::clone(&policy),
-        source: source.clone(),
-        notifier: Arc::clone(&notifier),
-    };
-    let signal_task = tokio::spawn(signals.handle(stop, reload));
-    let opt_out_watch = tokio::spawn(watch_opt_outs(Arc::clone(&policy)));
+    let mut tasks = watch_signals(&config, source, &policy, &controller, &notifier)?;
 
     // Bound before the recorder and retention start: a taken address stops start-up.
     let metrics_listener = crate::metrics::bind(config.metrics.listen).await?;
     let recorder = start_recorder(&config, Arc::clone(&store), keyring)
         .context("cannot start the recorder")?;
-    let hook = RecordingHook::new(recorder.handle(), Arc::clone(&policy), &config)?;
-    let hook = Arc::new(hook);
-    let (housekeeping, _housekeeping_tasks) = crate::housekeeping::start(&config, store);
+    let hook = Arc::new(RecordingHook::new(
+        recorder.handle(),
+        Arc::clone(&policy),
+        &config,
+    )?);
     let b2bua_stats = Arc::new(B2buaStats::default());
+    let (housekeeping, housekeeping_tasks) = crate::housekeeping::start(&config, store);
+    tasks.extend(housekeeping_tasks);
     let sources = crate::metrics::Sources {
         b2bua: Arc::clone(&b2bua_stats),
         recorder: recorder.handle(),
@@ -90,23 +81,18 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
         housekeeping,
         started_ms: callvault_store::file::unix_ms_now(),
     };
-    let metrics_task = crate::metrics::spawn(metrics_listener, sources);
+    tasks.push(crate::metrics::spawn(metrics_listener, sources));
 
     log_started(&b2bua);
-    let supervisor = notifier.is_enabled().then(|| {
+    if notifier.is_enabled() {
         let supervise = crate::systemd::supervise(notifier, controller.clone());
-        tokio::spawn(supervise)
-    });
+        tasks.push(tokio::spawn(supervise));
+    }
     // `controller` lives on until the B2BUA stops: were every controller
     // dropped, it would end its calls at once instead of draining them.
     let outcome = callvault_b2bua::serve_controlled(b2bua, hook, b2bua_stats, controls).await;
     drop(controller);
-    signal_task.abort();
-    if let Some(supervisor) = supervisor {
-        supervisor.abort();
-    }
-    opt_out_watch.abort();
-    metrics_task.abort();
+    drop(tasks);
     // The B2BUA ended every call as it stopped; their recordings finish now.
     recorder.shutdown(RECORDER_GRACE).await;
     log_excluded(&policy);
@@ -114,6 +100,34 @@ async fn daemon(config: Config, source: &Source) -> anyhow::Result<()> {
     outcome.context("the B2BUA stopped on an error")?;
     info!("callvault stopped");
     Ok(())
+}
+
+/// Installs the signal handlers and the opt-out list's watch.
+///
+/// Handlers are installed before "started" is logged, so that a stop signal
+/// sent as soon as the line appears is never fatal.
+fn watch_signals(
+    config: &Config,
+    source: &Source,
+    policy: &Arc<PolicyState>,
+    controller: &Controller,
+    notifier: &Arc<Notifier>,
+) -> anyhow::Result<Tasks> {
+    let signals = Signals::install().context("cannot install signal handlers")?;
+    let stop = Stop {
+        controller: controller.clone(),
+        notifier: Arc::clone(notifier),
+        grace: Duration::from_secs(config.sip.shutdown_grace_seconds),
+    };
+    let reload = Reload {
+        policy: Arc::clone(policy),
+        source: source.clone(),
+        notifier: Arc::clone(notifier),
+    };
+    Ok(Tasks::from([
+        tokio::spawn(signals.handle(stop, reload)),
+        tokio::spawn(watch_opt_outs(Arc::clone(policy))),
+    ]))
 }
 
 /// Opens the data directory: recordings a crash left unfinished are recovered and
