@@ -30,7 +30,10 @@ use crate::config::Source;
 use crate::operator::Operator;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -103,6 +106,47 @@ fn check_config(source: &Source) -> anyhow::Result<()> {
     recording::check_announcement(&config).with_context(|| source.to_string())?;
     println!("{source}: ok");
     Ok(())
+}
+
+/// A command line clap refused, as one line (help and version print whole).
+///
+/// clap's message spreads over several lines (the arguments at fault, the usage,
+/// a pointer to `--help`); a person, or a script reading stderr, gets them on one.
+#[expect(clippy::print_stderr, reason = "the logger is not running yet")]
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    eprintln!(
+        "{} (see `callvault --help`)",
+        one_line(&error.render().to_string())
+    );
+    ExitCode::from(2)
+}
+
+/// clap's message without its usage block, its lines joined.
+fn one_line(rendered: &str) -> String {
+    let mut joined = String::new();
+    let lines = rendered.lines().map(str::trim);
+    for line in lines.take_while(|line| !line.starts_with("Usage:")) {
+        if line.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.push_str(if joined.ends_with(':') { " " } else { "; " });
+        }
+        joined.push_str(line);
+    }
+    joined
 }
 
 /// Prints a fatal error as one line: the context chain, no backtrace.

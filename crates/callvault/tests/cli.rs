@@ -183,6 +183,27 @@ fn errors_are_one_line_even_with_backtraces_enabled() {
 }
 
 #[test]
+fn a_command_line_mistake_is_one_line_naming_what_is_wrong() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["hold", "0123"], "--reason"),
+        (&["calls", "list", "--frm", "2026-01-01"], "'--from'"),
+        (&["frobnicate"], "'frobnicate'"),
+    ];
+    for (args, named) in cases {
+        let output = callvault_command(args);
+        let error = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {error}");
+        assert_eq!(error.lines().count(), 1, "{args:?}: {error}");
+        assert!(
+            error.starts_with("error: ") && error.contains(named),
+            "{error}"
+        );
+    }
+    let help = callvault_command(&["--help"]);
+    assert!(help.status.success() && stdout(&help).contains("Usage:"));
+}
+
+#[test]
 fn check_config_reports_a_missing_file() {
     let dir = TempDir::new("missing");
     let path = dir.path().join("absent.toml");
