@@ -26,7 +26,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 CALLS=500 HOLD=30 ROUNDS=2 STACKS="rtpengine wav opus" OUT="" BUILD=yes
-usage() { sed -n 2,22p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n 2,23p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --calls) CALLS=$2; shift 2 ;;

@@ -27,8 +27,10 @@
 # 127.0.0.1 with a generated config, plays the trunk with a SIPp UAS and the
 # PBX with a SIPp UAC, samples CPU, memory and socket counters once a second,
 # and prints the figures benches/README.md describes. Needs sipp (Debian
-# package sip-tester), python3 and cargo. Everything it starts runs under
-# `timeout` and is stopped by process id when it ends.
+# package sip-tester), python3 and cargo; tcpdump for --delay; kamailio,
+# kamailio-extra-modules, rtpengine-daemon and rtpengine-recording-daemon for
+# --stack rtpengine. Everything it starts runs under `timeout` and is stopped
+# by process id when it ends.
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +41,7 @@ IDLE=5      # seconds callvault runs idle before the first call, for the baselin
 AFTER=3     # seconds sampled after the last call, to see memory come back
 INTERVAL=1  # seconds between samples
 
-usage() { sed -n 2,32p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n 2,33p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --calls) CALLS=$2; shift 2 ;;

@@ -25,15 +25,6 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 use crate::cli::{Cli, Command, KeysCommand, OptOutCommand};
-
-/// mimalloc rather than glibc's malloc, for the recorder's small allocations.
-///
-/// Every relayed packet of a recorded call is copied for the recorder on one
-/// thread and freed on another, and the recorder allocates per packet too;
-/// glibc's malloc and free were the recorder's largest cost after the kernel
-/// (benches/README.md, "Profile and the fix").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::config::Source;
 use crate::operator::Operator;
 
