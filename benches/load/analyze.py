@@ -154,19 +154,39 @@ def packet_figures(meta, w0, w1, window, samples):
     }
 
 
+def log_lines(run):
+    """callvault's log; with --stack rtpengine there is none."""
+    try:
+        with open(os.path.join(run, "callvault.log"), errors="replace") as file:
+            return file.readlines()
+    except FileNotFoundError:
+        return []
+
+
+def rtpengine_recordings(run):
+    """The pcap files rtpengine wrote, with --stack rtpengine."""
+    figures = {}
+    for name in ("pcaps.count", "spool.kb"):
+        try:
+            with open(os.path.join(run, name)) as file:
+                figures[name.split(".")[0]] = int(file.read())
+        except (OSError, ValueError):
+            return None
+    return figures
+
+
 def call_log_figures(meta, run):
     expected = PACKETS_PER_SECOND * meta["hold_s"]
     calls, reasons, levels = [], {}, {}
-    with open(os.path.join(run, "callvault.log"), errors="replace") as file:
-        for line in file:
-            for level in ("WARN", "ERROR"):
-                if f" {level} " in line:
-                    levels[level] = levels.get(level, 0) + 1
-            found = CALL_ENDED.search(line)
-            if found:
-                calls.append({k: (v if k == "reason" else int(v))
-                              for k, v in found.groupdict().items()})
-                reasons[found["reason"]] = reasons.get(found["reason"], 0) + 1
+    for line in log_lines(run):
+        for level in ("WARN", "ERROR"):
+            if f" {level} " in line:
+                levels[level] = levels.get(level, 0) + 1
+        found = CALL_ENDED.search(line)
+        if found:
+            calls.append({k: (v if k == "reason" else int(v))
+                          for k, v in found.groupdict().items()})
+            reasons[found["reason"]] = reasons.get(found["reason"], 0) + 1
     if not calls:
         return {"calls_ended": 0, "log_levels": levels}
     up = [c["up"] for c in calls]
@@ -210,16 +230,15 @@ def transcoder_seconds(samples):
 def recording_figures(meta, run, threads, samples):
     """What the recorder made of the calls: its counters, the files, its CPU."""
     stopped, statuses, lost = None, {}, 0
-    with open(os.path.join(run, "callvault.log"), errors="replace") as file:
-        for line in file:
-            found = RECORDER_STOPPED.search(line)
-            if found:
-                stopped = {k: int(v) for k, v in found.groupdict().items()}
-            found = RECORDING_FINISHED.search(line)
-            if found:
-                statuses[found["status"]] = statuses.get(found["status"], 0) + 1
-                found = LOST_PACKETS.search(line)
-                lost += int(found["lost"]) if found else 0
+    for line in log_lines(run):
+        found = RECORDER_STOPPED.search(line)
+        if found:
+            stopped = {k: int(v) for k, v in found.groupdict().items()}
+        found = RECORDING_FINISHED.search(line)
+        if found:
+            statuses[found["status"]] = statuses.get(found["status"], 0) + 1
+            found = LOST_PACKETS.search(line)
+            lost += int(found["lost"]) if found else 0
     files = {"cvr": [0, 0], "part": [0, 0]}
     for root, _, names in os.walk(os.path.join(run, "data")):
         for name in names:
@@ -247,6 +266,7 @@ def recording_figures(meta, run, threads, samples):
         if calls_done and transcoded else None,
         "transcoder_cpu_s": transcoder_cpu,
         "transcoder_cpu_s_per_call_minute": round(transcoder_cpu / call_minutes, 4),
+        "rtpengine_pcaps": rtpengine_recordings(run),
     }
 
 
@@ -288,7 +308,7 @@ def summary(meta, r):
     drops = log.get("callvault_drops", {})
     app_drops = sum(v for k, v in drops.items() if k != "tap_drops")
     lines = [
-        f"run: {meta['command']}  ({meta['date']}, {meta['cpus']} x {meta['cpu_model']}, "
+        f"stack: {meta.get('stack', 'callvault')}; run: {meta['command']}  ({meta['date']}, {meta['cpus']} x {meta['cpu_model']}, "
         f"{meta['sipp']}, callvault {meta['callvault_rev']}, binary built "
         f"{meta.get('binary_built', '?')})",
         f"calls: UAC {uac.get('successful')}/{meta['calls']} ok, {uac.get('failed')} failed, "
@@ -327,6 +347,7 @@ def summary(meta, r):
         f"relay threads {rec['relay_threads_pct_core']} % of one core; transcoding done "
         f"{rec['transcoded_s_after_last_call']} s after the last call, "
         f"{rec['transcoder_cpu_s']} CPU-s = {rec['transcoder_cpu_s_per_call_minute']} per call-minute",
+        f"rtpengine's pcap recordings: {rec['rtpengine_pcaps']}",
         "",
         "| date | calls | format, speech | calls ok | relayed pps (expected) | relayed / expected | "
         "socket + relay drops | tap drops | recordings complete | callvault % core | CPU-s per call-min | RSS idle / steady | "

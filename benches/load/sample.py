@@ -5,7 +5,10 @@ Usage: sample.py RUN_DIR INTERVAL_S
 
 Reads the process ids to watch from RUN_DIR/pids/<name> (callvault, uac, uas),
 re-reading them every sample so that processes started later are picked up,
-and the UDP port sets from RUN_DIR/ports.json. Appends one JSON object per
+and the UDP port sets from RUN_DIR/ports.json. A file may name several
+processes, whose figures are summed (with --stack rtpengine, "callvault" is
+rtpengine, its recording daemon and Kamailio); a pid ending in + brings in the
+process's descendants as they are at each sample. Appends one JSON object per
 sample to RUN_DIR/samples.jsonl until RUN_DIR/stop-sampler exists.
 
 Per process: utime+stime in clock ticks (all threads), VmRSS and VmHWM in kB.
@@ -48,6 +51,45 @@ def process(pid):
         "hwm_kb": memory.get("VmHWM", 0),
         "threads": len(os.listdir(f"/proc/{pid}/task")),
     }
+
+
+def children(pid):
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found += [int(child) for child in read(f"/proc/{pid}/task/{tid}/children").split()]
+        except OSError:
+            continue
+    return found
+
+
+def group(spec):
+    """The pids a pids/ file names, with the descendants of those ending in +."""
+    pids = []
+    for word in spec.split():
+        pid = int(word.rstrip("+"))
+        pending = [pid]
+        while pending:
+            current = pending.pop()
+            pids.append(current)
+            if word.endswith("+"):
+                try:
+                    pending += children(current)
+                except OSError:
+                    continue
+    return pids
+
+
+def summed(pids):
+    total = {"pid": pids[0], "ticks": 0, "rss_kb": 0, "hwm_kb": 0, "threads": 0}
+    for pid in pids:
+        try:
+            one = process(pid)
+        except (OSError, ValueError):
+            continue
+        for key in ("ticks", "rss_kb", "hwm_kb", "threads"):
+            total[key] += one[key]
+    return total
 
 
 def threads(pid):
@@ -96,10 +138,12 @@ def sample(run_dir, sets):
     record = {"t": time.monotonic(), "wall": time.time(), "processes": {}}
     for name in ("callvault", "uac", "uas"):
         try:
-            pid = int(read(os.path.join(run_dir, "pids", name)))
-            record["processes"][name] = process(pid)
+            pids = group(read(os.path.join(run_dir, "pids", name)))
+            if not pids:
+                continue
+            record["processes"][name] = process(pids[0]) if len(pids) == 1 else summed(pids)
             if name == "callvault":
-                record["callvault_threads"] = threads(pid)
+                record["callvault_threads"] = [t for pid in pids for t in threads(pid)]
         except (OSError, ValueError):
             continue
     record["self"] = {"ticks": ticks(read("/proc/self/stat"))}
