@@ -82,8 +82,8 @@ pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
 impl ConfigError {
     fn key(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Key {
-            key: key.into(),
-            reason: reason.into(),
+            key: one_line(&key.into()),
+            reason: one_line(&reason.into()),
         }
     }
 
@@ -91,7 +91,7 @@ impl ConfigError {
         let path = error.path().to_string();
         let inner = error.into_inner();
         // toml's messages may span lines; a config error is reported on one.
-        let reason = inner.message().trim().replace('\n', "; ");
+        let reason = one_line(&inner.message().trim().replace('\n', "; "));
 
         if path != "." {
             return Self::key(path, reason);
@@ -104,6 +104,19 @@ impl ConfigError {
             reason,
         }
     }
+}
+
+/// `text` with line breaks and other control characters escaped (`\n`): a key
+/// the operator quoted may hold any of them, and an error is printed on one line.
+fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => line.extend(c.escape_default()),
+            false => line.push(c),
+        }
+    }
+    line
 }
 
 /// One-based line and column of a byte offset.
@@ -705,6 +718,19 @@ mod tests {
 
     fn with(extra: &str) -> String {
         format!("{MINIMAL}\n{extra}")
+    }
+
+    /// Found by the `config` fuzz target: a quoted key holding a line break made
+    /// the one-line `error: ...` span several lines.
+    #[test]
+    fn an_error_naming_a_key_with_a_line_break_stays_on_one_line() {
+        let text = with("[policy.ddi_extensions]\n\"01632\\n960205\" = \"205\"\n");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(!error.contains('\n'), "{error:?}");
+        assert!(
+            error.starts_with("policy.ddi_extensions.01632\\n960205: "),
+            "{error:?}"
+        );
     }
 
     #[test]

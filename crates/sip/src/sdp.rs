@@ -511,15 +511,21 @@ fn anchored_port(media: &Line, port: Option<u16>) -> u16 {
 
 /// The line that replaces `line` in an anchored description, if any.
 /// `m=<media> <port> <proto>` followed by only the formats `kept` accepts.
+///
+/// Fields are split as [`parse_media`] splits them, on any run of whitespace, so
+/// a format that parses there is found here too.
 fn media_line_with_formats(line: &Line, kept: &impl Fn(&[u8]) -> bool) -> Line {
-    let mut fields = line.0.split(|&b| b == b' ');
-    let head: Vec<&[u8]> = fields.by_ref().take(3).collect();
-    let mut text = head.join(&b' ');
-    for format in fields.filter(|format| kept(format)) {
-        text.push(b' ');
-        text.extend_from_slice(format);
+    let Some(text) = line.text() else {
+        return line.clone();
+    };
+    let mut fields = text.split_ascii_whitespace();
+    let head: Vec<&str> = fields.by_ref().take(3).collect();
+    let mut narrowed = format!("m={}", head.join(" "));
+    for format in fields.filter(|format| kept(format.as_bytes())) {
+        narrowed.push(' ');
+        narrowed.push_str(format);
     }
-    Line(text)
+    Line(narrowed.into())
 }
 
 /// The payload type an `a=rtpmap`, `a=fmtp` or `a=rtcp-fb` line is about.
@@ -672,6 +678,22 @@ a=sendrecv
         );
         let media = description.media();
         assert_eq!(media[0].formats, ["8", "101"]);
+    }
+
+    /// Found by the `sdp` fuzz target: a tab after the last format hid it from
+    /// `keep_formats`, which left an `m=` line without formats that did not parse.
+    #[test]
+    fn keep_formats_finds_formats_separated_by_tabs_and_keeps_a_valid_media_line() {
+        let text = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
+                    m=audio  25000 RTP/AVP\t0 120\t\r\na=rtpmap:120 telephone-event/8000\r\n";
+        let mut description = parse(text);
+        description.keep_formats(0, &[120]);
+        let output = description.to_bytes();
+        let again = SessionDescription::parse(&output).expect("the narrowed body parses");
+        assert_eq!(again.media()[0].formats, ["120"]);
+        assert!(String::from_utf8(output)
+            .unwrap()
+            .contains("m=audio 25000 RTP/AVP 120\r\n"));
     }
 
     const HOLD_ANSWER: &str = "v=0
