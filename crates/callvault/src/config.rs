@@ -668,6 +668,11 @@ impl Log {
         if self.level.trim().is_empty() {
             return Err(ConfigError::key("log.level", "must not be empty"));
         }
+        // tracing's directive parser panics on some non-ASCII text (found by
+        // fuzzing), and no target or level needs it.
+        if !self.level.is_ascii() {
+            return Err(ConfigError::key("log.level", "must be ASCII"));
+        }
         // A bare word would pass as a target name and silently log nothing.
         for directive in self.level.split(',').map(str::trim) {
             // tracing compiles a field value into an automaton, which for some
@@ -724,6 +729,17 @@ mod tests {
 
     fn with(extra: &str) -> String {
         format!("{MINIMAL}\n{extra}")
+    }
+
+    /// Found by the `config` fuzz target: tracing's directive parser panicked
+    /// slicing inside a multi-byte character.
+    #[test]
+    fn a_level_that_is_not_ascii_is_refused_instead_of_panicking() {
+        let (key, reason) = key_error(&with("[log]\nlevel = \"CC\u{4ccc}[1=\u{cc42}].11=x\"\n"));
+        assert_eq!(
+            (key.as_str(), reason.as_str()),
+            ("log.level", "must be ASCII")
+        );
     }
 
     /// Found by the `config` fuzz target: a field value in a directive took tracing
