@@ -668,8 +668,19 @@ impl Log {
         if self.level.trim().is_empty() {
             return Err(ConfigError::key("log.level", "must not be empty"));
         }
+        // tracing's directive parser panics on some non-ASCII text (found by
+        // fuzzing), and no target or level needs it.
+        if !self.level.is_ascii() {
+            return Err(ConfigError::key("log.level", "must be ASCII"));
+        }
         // A bare word would pass as a target name and silently log nothing.
         for directive in self.level.split(',').map(str::trim) {
+            // tracing compiles a field value into an automaton, which for some
+            // values takes minutes and hundreds of megabytes (found by fuzzing).
+            if directive.contains('{') {
+                let reason = format!("`{directive}` filters on span fields, which is not accepted");
+                return Err(ConfigError::key("log.level", reason));
+            }
             if !directive.contains('=') && directive.parse::<LevelFilter>().is_err() {
                 let reason = format!(
                     "`{directive}` is not a level (trace, debug, info, warn, error or off)"
@@ -718,6 +729,33 @@ mod tests {
 
     fn with(extra: &str) -> String {
         format!("{MINIMAL}\n{extra}")
+    }
+
+    /// Found by the `config` fuzz target: tracing's directive parser panicked
+    /// slicing inside a multi-byte character.
+    #[test]
+    fn a_level_that_is_not_ascii_is_refused_instead_of_panicking() {
+        let (key, reason) = key_error(&with("[log]\nlevel = \"CC\u{4ccc}[1=\u{cc42}].11=x\"\n"));
+        assert_eq!(
+            (key.as_str(), reason.as_str()),
+            ("log.level", "must be ASCII")
+        );
+    }
+
+    /// Found by the `config` fuzz target: a field value in a directive took tracing
+    /// 47 seconds and 300 MB to compile.
+    #[test]
+    fn a_level_with_a_span_field_filter_is_refused_without_compiling_it() {
+        let (key, reason) = key_error(&with(
+            "[log]\nlevel = \"info,callvault[call{id=.{0,40}x{40}}]=debug\"\n",
+        ));
+        assert_eq!(key, "log.level");
+        assert!(reason.contains("filters on span fields"), "{reason}");
+        let config = parse(&with("[log]\nlevel = \"info,callvault[call]=debug\"\n"));
+        assert!(
+            config.is_ok(),
+            "a span filter without fields is still accepted"
+        );
     }
 
     /// Found by the `config` fuzz target: a quoted key holding a line break made
