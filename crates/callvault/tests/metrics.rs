@@ -13,12 +13,11 @@ mod names;
 use std::net::UdpSocket;
 use std::time::{Duration, SystemTime};
 
-use callvault_store::file::{RecordingWriter, WriterOptions};
-use callvault_store::keys::Keyring;
 use callvault_store::{CallDirection, RecordingId, RecordingMetadata, RecordingStatus};
 use support::callvault::{callvault_command, Callvault};
 use support::config::TestConfig;
 use support::metrics::{fetch, scrape, value};
+use support::recordings::{self, End};
 use support::rtp::RtpCall;
 use support::temp::TempDir;
 
@@ -165,7 +164,6 @@ fn a_taken_metrics_address_stops_start_up_with_one_line() {
 
 /// Writes a finished recording that started `age_days` ago into the data directory.
 fn write_old_recording(config: &TestConfig, id: &str, age_days: u64) {
-    let keyring = Keyring::load(&config.data_dir.join("master.key")).expect("the test's key");
     let age = Duration::from_secs(age_days * 86_400);
     let start = SystemTime::now() - age;
     let start = start
@@ -186,19 +184,7 @@ fn write_old_recording(config: &TestConfig, id: &str, age_days: u64) {
         end_reason: None,
         events: Vec::new(),
     };
-    let recordings = config.data_dir.join("recordings");
-    std::fs::create_dir_all(&recordings).expect("the data directory is writable");
-    let options = WriterOptions::default();
-    let mut writer = RecordingWriter::create(&recordings, &meta, keyring.current(), options)
-        .expect("a recording can be created");
-    writer
-        .write_audio(b"audio", Duration::from_millis(20))
-        .expect("audio");
-    let done = RecordingMetadata {
-        status: RecordingStatus::Complete,
-        ..meta
-    };
-    writer.finish(&done).expect("finished");
+    recordings::write(&config.data_dir, meta, End::Finish);
 }
 
 #[test]

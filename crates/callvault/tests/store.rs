@@ -5,17 +5,16 @@ mod support;
 
 use std::time::Duration;
 
-use callvault_store::file::{RecordingWriter, WriterOptions};
 use callvault_store::keys::Keyring;
 use callvault_store::{CallDirection, RecordingId, RecordingMetadata, RecordingStatus};
 use support::callvault::{callvault_command, Callvault};
 use support::config::TestConfig;
+use support::recordings::{self, End};
 use support::temp::TempDir;
 
 /// Writes one recording into the data directory, as the recorder will; `Crash` leaves
 /// the unfinished `.part` file a killed daemon would.
 fn write_recording(config: &TestConfig, end: End) {
-    let keyring = Keyring::load(&config.data_dir.join("master.key")).expect("the test's key");
     let meta = RecordingMetadata {
         id: RecordingId("00112233445566778899aabbccddeeff".into()),
         start_ms: 1_796_000_000_000,
@@ -31,30 +30,7 @@ fn write_recording(config: &TestConfig, end: End) {
         end_reason: None,
         events: Vec::new(),
     };
-    let recordings = config.data_dir.join("recordings");
-    std::fs::create_dir_all(&recordings).expect("the data directory is writable");
-    let options = WriterOptions::default();
-    let mut writer = RecordingWriter::create(&recordings, &meta, keyring.current(), options)
-        .expect("a recording can be created");
-    writer
-        .write_audio(b"audio", Duration::from_millis(20))
-        .expect("audio");
-    if end == End::Crash {
-        writer.seal_pending().expect("sealed");
-        std::mem::forget(writer);
-        return;
-    }
-    let done = RecordingMetadata {
-        status: RecordingStatus::Complete,
-        ..meta
-    };
-    writer.finish(&done).expect("finished");
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    Finish,
-    Crash,
+    recordings::write(&config.data_dir, meta, end);
 }
 
 fn text(output: &std::process::Output) -> String {
